@@ -1,0 +1,29 @@
+"""
+The optics core: pupils, wavefront modes, Kolmogorov statistics and PSFs.
+
+Conventions (see the design notes): arrays are (..., y, x); `OpticalSetup.sampling` is pixels per
+λ/D; modes start at Noll j = 2 (tip, tilt, then Karhunen–Loève), have unit RMS over the pupil and
+coefficients in radians of phase; PSFs are centred at index ``n // 2`` and sum to one.
+"""
+
+from sunpy_momfbd.optics.kolmogorov import kl_covariance, kl_modes, kl_variance, random_coefficients
+from sunpy_momfbd.optics.psf import cutoff_frequency, diffraction_psf, mtf, psf
+from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
+from sunpy_momfbd.optics.setup import OpticalSetup
+from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
+
+__all__ = [
+    "OpticalSetup",
+    "aperture",
+    "cutoff_frequency",
+    "diffraction_psf",
+    "kl_covariance",
+    "kl_modes",
+    "kl_variance",
+    "mtf",
+    "noll_to_nm",
+    "psf",
+    "pupil_coordinates",
+    "random_coefficients",
+    "zernike",
+]

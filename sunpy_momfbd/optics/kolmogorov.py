@@ -1,0 +1,227 @@
+"""
+Kolmogorov turbulence statistics and the Karhunen–Loève (KL) wavefront basis.
+
+The basis is tip and tilt followed by KL modes: linear combinations of the Zernike polynomials of
+Noll indices 3 < j <= n_modes + 1 that diagonalise the Kolmogorov covariance. Everything is computed
+here from the phase structure function :math:`D(r) = 6.88\\,(r/r_0)^{5/3}` over the actual
+(possibly annular) pupil, so no tabulated numbers are needed and obscured pupils get their own
+modes. Coefficients are radians of phase, modes have unit RMS over the pupil.
+
+References
+----------
+.. [1] Noll, R. J. 1976, J. Opt. Soc. Am. 66, 207.
+.. [2] Wang, J. Y. & Markey, J. K. 1978, J. Opt. Soc. Am. 68, 78.
+"""
+
+from functools import lru_cache
+from math import gamma
+
+import numpy as np
+
+from sunpy_momfbd.optics.pupil import _positive_int, aperture, pupil_coordinates
+from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
+
+__all__ = ["kl_covariance", "kl_modes", "kl_variance", "random_coefficients"]
+
+#: Pupil diameter in pixels of the grid on which the KL basis and its covariance are computed.
+_BASIS_GRID = 128
+#: Smallest acceptable eigenvalue of the modes' Gram matrix on a grid (below it they are degenerate).
+_MIN_GRAM_EIGENVALUE = 1e-3
+#: Kolmogorov phase structure function constant, D(r) = 6.88 (r / r0)^(5/3).
+_STRUCTURE_CONSTANT = 2 * (24 / 5 * gamma(6 / 5)) ** (5 / 6)
+
+
+def kl_modes(n_modes, npix, obscuration=0.0, diameter=None):
+    """
+    Tip, tilt and Karhunen–Loève modes sampled on a square grid.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of modes (Noll-like indices 2 … n_modes + 1).
+    npix : int
+        Grid size in pixels.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+    diameter : float, optional
+        Pupil diameter in pixels, ``npix`` by default.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Modes of shape (n_modes, npix, npix), zero outside the pupil. Mode 0 is tip (x), mode 1
+        tilt (y), then KL modes in order of decreasing Kolmogorov variance. Each has unit RMS over
+        the pupil; signs are fixed so that each mode's largest Zernike component is positive.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.optics import kl_modes
+    >>> kl_modes(44, 64).shape
+    (44, 64, 64)
+    """
+    return _kl_modes(_positive_int("n_modes", n_modes), _positive_int("npix", npix), float(obscuration),
+                     None if diameter is None else float(diameter)).copy()
+
+
+def kl_covariance(n_modes, obscuration=0.0):
+    """
+    Covariance of the modal coefficients for Kolmogorov turbulence at D/r0 = 1.
+
+    Multiply by :math:`(D/r_0)^{5/3}` for other seeing. The KL block is diagonal; tip and tilt
+    keep their (small) correlation with the KL modes of the same azimuthal symmetry.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of modes.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Covariance matrix in rad², shape (n_modes, n_modes).
+    """
+    return _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[1].copy()
+
+
+def kl_variance(n_modes, obscuration=0.0):
+    """
+    Variance of each modal coefficient for Kolmogorov turbulence at D/r0 = 1.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of modes.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Variances in rad², shape (n_modes,); scale by :math:`(D/r_0)^{5/3}`.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.optics import kl_variance
+    >>> variance = kl_variance(44)
+    >>> round(float(variance[:2].sum()), 2)  # tip + tilt, Noll's Δ1 - Δ3 = 0.896
+    0.9
+    """
+    return np.diag(kl_covariance(n_modes, obscuration))
+
+
+def random_coefficients(n, d_over_r0, n_modes=44, rng=None, obscuration=0.0):
+    """
+    Draw modal coefficients of Kolmogorov wavefronts.
+
+    Parameters
+    ----------
+    n : int
+        Number of wavefronts.
+    d_over_r0 : float or array_like
+        Ratio of the pupil diameter to Fried's parameter, a scalar or one value per wavefront.
+    n_modes : int, optional
+        Number of modes, 44 by default.
+    rng : `numpy.random.Generator` or int, optional
+        Random generator or seed.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Coefficients in radians, shape (n, n_modes), drawn from the full covariance
+        `kl_covariance` scaled by :math:`(D/r_0)^{5/3}`.
+    """
+    n = _positive_int("n", n)
+    d_over_r0 = np.broadcast_to(np.asarray(d_over_r0, dtype=float), (n,))
+    if not np.all(np.isfinite(d_over_r0)) or np.any(d_over_r0 < 0):
+        msg = f"d_over_r0 must be finite and non-negative, got {d_over_r0}"
+        raise ValueError(msg)
+    rng = np.random.default_rng(rng)
+    chol = _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[2]
+    unit = rng.standard_normal((n, chol.shape[0])) @ chol.T
+    return unit * d_over_r0[:, None] ** (5 / 6)
+
+
+@lru_cache(maxsize=32)
+def _kl_modes(n_modes, npix, obscuration, diameter):
+    transform = _kl_basis(n_modes, obscuration)[0]
+    rho, theta = pupil_coordinates(npix, diameter)
+    zernikes = np.stack([zernike(j, rho, theta) for j in range(1, n_modes + 2)])
+    weight = aperture(npix, obscuration, diameter=diameter)
+    modes = np.einsum("jyx,jk->kyx", zernikes, transform) * (weight > 0)
+    # A coarse pupil changes the modes' discrete norms (by tens of percent for high orders on a
+    # 32-pixel pupil), so re-orthonormalise them over this grid in mode order (tip, tilt kept).
+    gram = np.einsum("iyx,jyx,yx->ij", modes, modes, weight) / weight.sum()
+    if np.linalg.eigvalsh(gram)[0] < _MIN_GRAM_EIGENVALUE:
+        msg = (f"a pupil {npix if diameter is None else diameter:.3g} pixels across is too coarse to carry "
+               f"{n_modes} independent modes: use a larger grid or fewer modes")
+        raise ValueError(msg)
+    cholesky = np.linalg.cholesky(gram)
+    modes = np.einsum("jyx,kj->kyx", modes, np.linalg.inv(cholesky))
+    modes.flags.writeable = False
+    return modes
+
+
+@lru_cache(maxsize=16)
+def _kl_basis(n_modes, obscuration):
+    """
+    Zernike → mode transform (n_modes + 1, n_modes), covariance at D/r0 = 1 and its Cholesky factor.
+    """
+    weight = aperture(_BASIS_GRID, obscuration)
+    rho, theta = pupil_coordinates(_BASIS_GRID)
+    zernikes = np.stack([zernike(j, rho, theta) for j in range(1, n_modes + 2)])
+    area = weight.sum()
+
+    # Orthonormalise in Noll order over the (annular) pupil, piston first, then drop piston.
+    gram = np.einsum("iyx,jyx,yx->ij", zernikes, zernikes, weight) / area
+    to_orthonormal = np.linalg.inv(np.linalg.cholesky(gram)).T[:, 1:]
+    orthonormal = np.einsum("jyx,jk->kyx", zernikes, to_orthonormal)
+    # Modes of different symmetry class (m, cos/sin) are uncorrelated over a circular or annular
+    # pupil; zero the grid's tiny leakage and diagonalise class by class, so degenerate pairs stay pure.
+    classes = [_symmetry_class(j) for j in range(2, n_modes + 2)]
+    same_class = np.equal.outer(classes, classes)
+    covariance = _kolmogorov_covariance(orthonormal, weight) * same_class
+    rotation = np.zeros((n_modes, n_modes))
+    rotation[[0, 1], [0, 1]] = 1.0
+    columns = []
+    for cls in sorted(set(classes[2:])):
+        members = [i for i in range(2, n_modes) if classes[i] == cls]
+        variance, vectors = np.linalg.eigh(covariance[np.ix_(members, members)])
+        for value, vector in zip(variance, vectors.T, strict=True):
+            vector = vector * np.sign(vector[np.argmax(np.abs(vector))])
+            columns.append((-round(value, 10), cls, members, vector))
+    for k, (_, _, members, vector) in enumerate(sorted(columns, key=lambda c: c[:2]), start=2):
+        rotation[members, k] = vector
+
+    kl_cov = rotation.T @ covariance @ rotation
+    kl_cov = 0.5 * (kl_cov + kl_cov.T)
+    return to_orthonormal @ rotation, kl_cov, np.linalg.cholesky(kl_cov)
+
+
+def _symmetry_class(j):
+    """Azimuthal frequency m and parity (cos or sin) of Noll index j, packed as 2 m + parity."""
+    m = noll_to_nm(j)[1]
+    return 2 * m + (0 if m == 0 else j % 2)
+
+
+def _kolmogorov_covariance(modes, weight):
+    """
+    Covariance of the projections of a Kolmogorov phase (D/r0 = 1) on zero-mean modes.
+
+    For modes orthogonal to piston the phase covariance can be replaced by minus half the
+    structure function, whose convolution with each mode is done by FFT on a padded grid.
+    """
+    npix = weight.shape[-1]
+    size = 2 * npix
+    offset = np.fft.fftfreq(size, 1 / size)
+    distance = np.hypot(offset[:, None], offset[None, :]) / npix  # in pupil diameters
+    structure = _STRUCTURE_CONSTANT * distance ** (5 / 3)
+    weighted = modes * weight
+    spectrum = np.fft.rfft2(weighted, s=(size, size))
+    smoothed = np.fft.irfft2(spectrum * np.fft.rfft2(structure), s=(size, size))[:, :npix, :npix]
+    area = weight.sum()
+    covariance = -0.5 * np.einsum("iyx,jyx->ij", weighted, smoothed) / area**2
+    return 0.5 * (covariance + covariance.T)

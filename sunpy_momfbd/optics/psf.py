@@ -1,0 +1,142 @@
+"""
+Point-spread functions and transfer functions from wavefront coefficients.
+
+The PSF is the squared modulus of the Fourier transform of the pupil field
+:math:`P\\,e^{i\\phi}`. On an FFT grid of N pixels a pupil N / sampling pixels across gives PSF
+samples every (λ/D) / sampling, i.e. exactly one detector pixel, so no interpolation is needed for
+any (fractional) sampling. Samplings below 1 are computed on an integer-oversampled grid and
+decimated, which is the same point sampling.
+"""
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from sunpy_momfbd.optics.kolmogorov import _kl_modes
+from sunpy_momfbd.optics.pupil import _positive_int, aperture
+
+__all__ = ["cutoff_frequency", "diffraction_psf", "mtf", "psf"]
+
+
+def psf(coefficients, setup, npix):
+    """
+    PSFs of wavefronts given by modal coefficients.
+
+    Parameters
+    ----------
+    coefficients : array_like or `torch.Tensor`
+        Mode coefficients in radians of phase, shape (..., n_modes) with ``n_modes`` equal to
+        ``setup.n_modes`` (tip, tilt, then KL modes; see `~sunpy_momfbd.optics.kl_modes`).
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+        Sampling, obscuration and number of modes.
+    npix : int
+        PSF size in pixels.
+
+    Returns
+    -------
+    `numpy.ndarray` or `torch.Tensor`
+        PSFs of shape (..., npix, npix), each summing to one, with the diffraction-limited PSF
+        centred at ``(npix // 2, npix // 2)``. A tensor (differentiable, on the input's device,
+        float64 for float64 input and float32 otherwise) for tensor input, a float64 array for
+        anything else.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sunpy_momfbd.optics import OpticalSetup, psf
+    >>> setup = OpticalSetup(sampling=2.5)
+    >>> tip = np.zeros(44)
+    >>> tip[0] = 2.0
+    >>> kernel = psf(tip, setup, 64)
+    >>> kernel.shape, round(float(kernel.sum()), 6)
+    ((64, 64), 1.0)
+    """
+    as_numpy = not torch.is_tensor(coefficients)
+    coefficients = torch.as_tensor(np.asarray(coefficients, dtype=np.float64)) if as_numpy else coefficients
+    if coefficients.ndim == 0 or coefficients.shape[-1] != setup.n_modes:
+        msg = f"coefficients must have shape (..., {setup.n_modes}) for this setup, got {tuple(coefficients.shape)}"
+        raise ValueError(msg)
+    if not coefficients.is_floating_point():
+        coefficients = coefficients.to(torch.float32)
+    npix = _positive_int("npix", npix)
+    oversample = max(1, math.ceil(1 / setup.sampling))
+    pupil, modes = _pupil_and_modes(setup.sampling, setup.obscuration, setup.n_modes, npix, oversample,
+                                    coefficients.device, coefficients.dtype)
+    phase = torch.tensordot(coefficients, modes, dims=([-1], [0]))
+    field = torch.polar(pupil.expand_as(phase), phase)
+    intensity = torch.fft.fftshift(torch.fft.fft2(field).abs().square(), dim=(-2, -1))
+    grid = oversample * npix
+    start = grid // 2 - oversample * (npix // 2)
+    intensity = intensity[..., start::oversample, start::oversample][..., :npix, :npix]
+    result = intensity / intensity.sum(dim=(-2, -1), keepdim=True)
+    return result.numpy() if as_numpy else result
+
+
+def diffraction_psf(setup, npix):
+    """
+    Diffraction-limited PSF (flat wavefront) of a set-up.
+
+    Parameters
+    ----------
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+    npix : int
+        PSF size in pixels.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Shape (npix, npix), unit sum, centred at ``(npix // 2, npix // 2)``.
+    """
+    return psf(np.zeros(setup.n_modes), setup, npix)
+
+
+def mtf(kernel):
+    """
+    Modulation transfer function of a PSF centred at ``n // 2``.
+
+    Parameters
+    ----------
+    kernel : `numpy.ndarray` or `torch.Tensor`
+        PSF(s) of shape (..., n, n).
+
+    Returns
+    -------
+    `numpy.ndarray` or `torch.Tensor`
+        :math:`|\\mathrm{OTF}|` normalised to 1 at zero frequency, same shape and type as the input,
+        with zero frequency at ``(n // 2, n // 2)``: element ``k`` along an axis is frequency
+        ``(k - n // 2) / n`` cycles per pixel.
+    """
+    as_numpy = not torch.is_tensor(kernel)
+    tensor = torch.as_tensor(np.asarray(kernel)) if as_numpy else kernel
+    otf = torch.fft.fft2(torch.fft.ifftshift(tensor, dim=(-2, -1))).abs()
+    result = torch.fft.fftshift(otf / otf[..., :1, :1], dim=(-2, -1))
+    return result.numpy() if as_numpy else result
+
+
+def cutoff_frequency(setup):
+    """
+    Diffraction cutoff frequency D/λ in cycles per pixel.
+
+    Parameters
+    ----------
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+
+    Returns
+    -------
+    float
+        ``1 / setup.sampling``; the detector's Nyquist frequency is 0.5.
+    """
+    return 1.0 / setup.sampling
+
+
+@lru_cache(maxsize=64)
+def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, dtype):
+    """Pupil transmission and modes on the FFT grid, cached per grid and device."""
+    grid = oversample * npix
+    diameter = npix / sampling
+    pupil = aperture(grid, obscuration, diameter=diameter)
+    modes = _kl_modes(n_modes, grid, obscuration, diameter)
+    return (torch.as_tensor(pupil, dtype=dtype, device=device),
+            torch.as_tensor(np.array(modes), dtype=dtype, device=device))

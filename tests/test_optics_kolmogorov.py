@@ -1,0 +1,112 @@
+"""Zernike polynomials, the KL basis and Kolmogorov statistics against Noll (1976)."""
+
+import numpy as np
+import pytest
+
+from sunpy_momfbd.optics import (
+    aperture,
+    kl_covariance,
+    kl_modes,
+    kl_variance,
+    noll_to_nm,
+    pupil_coordinates,
+    random_coefficients,
+    zernike,
+)
+
+# Noll (1976), Table IV: residual phase variance Δ_J after removing J modes, at D/r0 = 1.
+NOLL_DELTA_1 = 1.0299
+NOLL_DELTA_3 = 0.134
+
+
+def noll_delta(j):
+    """Noll's asymptotic residual variance for large J (his eq. 26)."""
+    return 0.2944 * j ** (-np.sqrt(3) / 2)
+
+
+def test_noll_indices_follow_the_standard_table():
+    expected = {1: (0, 0), 2: (1, 1), 3: (1, 1), 4: (2, 0), 5: (2, 2), 6: (2, 2), 7: (3, 1), 8: (3, 1),
+                9: (3, 3), 10: (3, 3), 11: (4, 0), 16: (5, 1), 22: (6, 0), 37: (8, 0), 45: (8, 8)}
+    assert {j: noll_to_nm(j) for j in expected} == expected
+    with pytest.raises(ValueError, match="Noll index"):
+        noll_to_nm(0)
+
+
+def test_zernikes_are_orthonormal_over_the_disc():
+    rho, theta = pupil_coordinates(256)
+    pupil = aperture(256)
+    values = np.stack([zernike(j, rho, theta) for j in range(1, 22)])
+    gram = np.einsum("iyx,jyx,yx->ij", values, values, pupil) / pupil.sum()
+    np.testing.assert_allclose(gram, np.eye(21), atol=0.01)
+    # Noll's explicit forms: tip 2ρcosθ, defocus √3(2ρ² - 1).
+    np.testing.assert_allclose(zernike(2, rho, theta), 2 * rho * np.cos(theta))
+    np.testing.assert_allclose(zernike(4, rho, theta), np.sqrt(3) * (2 * rho**2 - 1))
+
+
+@pytest.mark.parametrize("obscuration", [0.0, 0.3])
+@pytest.mark.parametrize("npix", [24, 64, 128])
+def test_kl_modes_are_orthonormal_over_the_pupil(npix, obscuration):
+    modes = kl_modes(44, npix, obscuration)
+    pupil = aperture(npix, obscuration)
+    gram = np.einsum("iyx,jyx,yx->ij", modes, modes, pupil) / pupil.sum()
+    np.testing.assert_allclose(gram, np.eye(44), atol=1e-10)
+    assert np.all(modes[:, pupil == 0] == 0)
+
+
+def test_kl_modes_start_with_tip_and_tilt_and_have_fixed_signs():
+    rho, theta = pupil_coordinates(64)
+    modes = kl_modes(44, 64)
+    inside = aperture(64) > 0.99
+    np.testing.assert_allclose(modes[0][inside], (2 * rho * np.cos(theta))[inside], atol=0.02)
+    np.testing.assert_allclose(modes[1][inside], (2 * rho * np.sin(theta))[inside], atol=0.02)
+    # The third mode is the KL mode of largest variance after tilt: mostly defocus or astigmatism.
+    np.testing.assert_array_equal(kl_modes(44, 64), modes)  # deterministic, including signs
+
+
+def test_kl_modes_are_independent_of_the_grid():
+    coarse = kl_modes(44, 48)
+    fine = kl_modes(44, 192)[:, 2::4, 2::4]  # the same pupil positions, shifted by half a pixel
+    inside = aperture(48) > 0.99
+    for k in range(44):
+        assert np.corrcoef(coarse[k][inside], fine[k][inside])[0, 1] > 0.97
+
+
+def test_kl_variances_reproduce_noll():
+    variance = kl_variance(44)
+    assert variance[0] == pytest.approx(variance[1])
+    assert variance[:2].sum() == pytest.approx(NOLL_DELTA_1 - NOLL_DELTA_3, rel=0.02)
+    assert variance.sum() == pytest.approx(NOLL_DELTA_1 - noll_delta(45), rel=0.02)
+    assert np.all(np.diff(variance[2:]) <= 1e-12)  # KL modes in order of decreasing variance
+
+
+def test_kl_covariance_is_diagonal_beyond_tip_tilt():
+    covariance = kl_covariance(44)
+    kl_block = covariance[2:, 2:]
+    np.testing.assert_allclose(kl_block - np.diag(np.diag(kl_block)), 0, atol=1e-12)
+    # Tip correlates with the coma-like KL mode, as tip and coma Zernikes do (Noll 1976).
+    assert np.abs(covariance[0, 2:]).max() > 0.005
+
+
+def test_obscured_pupil_has_its_own_statistics():
+    clear = kl_variance(44)
+    annular = kl_variance(44, obscuration=0.3)
+    # An annulus samples a wider baseline on average: more tip-tilt variance per unit area.
+    assert annular[:2].sum() > clear[:2].sum() * 1.03
+    assert np.all(np.isfinite(annular))
+
+
+def test_random_coefficients_follow_kolmogorov_scaling():
+    coefficients = random_coefficients(20000, 10.0, 44, rng=5)
+    expected = kl_variance(44) * 10.0 ** (5 / 3)
+    np.testing.assert_allclose(coefficients.var(axis=0), expected, rtol=0.05)
+    again = random_coefficients(20000, 10.0, 44, rng=5)
+    np.testing.assert_array_equal(coefficients, again)
+    per_draw = random_coefficients(3, [1.0, 2.0, 4.0], 44, rng=1)
+    assert per_draw.shape == (3, 44)
+    with pytest.raises(ValueError, match="d_over_r0"):
+        random_coefficients(2, np.nan)
+
+
+def test_too_coarse_a_pupil_is_reported():
+    with pytest.raises(ValueError, match="too coarse"):
+        kl_modes(44, 8)
