@@ -25,8 +25,23 @@ def noll_delta(j):
 
 
 def test_noll_indices_follow_the_standard_table():
-    expected = {1: (0, 0), 2: (1, 1), 3: (1, 1), 4: (2, 0), 5: (2, 2), 6: (2, 2), 7: (3, 1), 8: (3, 1),
-                9: (3, 3), 10: (3, 3), 11: (4, 0), 16: (5, 1), 22: (6, 0), 37: (8, 0), 45: (8, 8)}
+    expected = {
+        1: (0, 0),
+        2: (1, 1),
+        3: (1, 1),
+        4: (2, 0),
+        5: (2, 2),
+        6: (2, 2),
+        7: (3, 1),
+        8: (3, 1),
+        9: (3, 3),
+        10: (3, 3),
+        11: (4, 0),
+        16: (5, 1),
+        22: (6, 0),
+        37: (8, 0),
+        45: (8, 8),
+    }
     assert {j: noll_to_nm(j) for j in expected} == expected
     with pytest.raises(ValueError, match="Noll index"):
         noll_to_nm(0)

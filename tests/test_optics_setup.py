@@ -1,8 +1,9 @@
 """OpticalSetup: physical construction and input validation."""
 
-import astropy.units as u
 import numpy as np
 import pytest
+
+import astropy.units as u
 
 from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning

@@ -1,9 +1,9 @@
-"""
+r"""
 Kolmogorov turbulence statistics and the Karhunen–Loève (KL) wavefront basis.
 
 The basis is tip and tilt followed by KL modes: linear combinations of the Zernike polynomials of
 Noll indices 3 < j <= n_modes + 1 that diagonalise the Kolmogorov covariance. Everything is computed
-here from the phase structure function :math:`D(r) = 6.88\\,(r/r_0)^{5/3}` over the actual
+here from the phase structure function :math:`D(r) = 6.88\,(r/r_0)^{5/3}` over the actual
 (possibly annular) pupil, so no tabulated numbers are needed and obscured pupils get their own
 modes. Coefficients are radians of phase, modes have unit RMS over the pupil.
 
@@ -59,8 +59,12 @@ def kl_modes(n_modes, npix, obscuration=0.0, diameter=None):
     >>> kl_modes(44, 64).shape
     (44, 64, 64)
     """
-    return _kl_modes(_positive_int("n_modes", n_modes), _positive_int("npix", npix), float(obscuration),
-                     None if diameter is None else float(diameter)).copy()
+    return _kl_modes(
+        _positive_int("n_modes", n_modes),
+        _positive_int("npix", npix),
+        float(obscuration),
+        None if diameter is None else float(diameter),
+    ).copy()
 
 
 def kl_covariance(n_modes, obscuration=0.0):
@@ -156,8 +160,10 @@ def _kl_modes(n_modes, npix, obscuration, diameter):
     # 32-pixel pupil), so re-orthonormalise them over this grid in mode order (tip, tilt kept).
     gram = np.einsum("iyx,jyx,yx->ij", modes, modes, weight) / weight.sum()
     if np.linalg.eigvalsh(gram)[0] < _MIN_GRAM_EIGENVALUE:
-        msg = (f"a pupil {npix if diameter is None else diameter:.3g} pixels across is too coarse to carry "
-               f"{n_modes} independent modes: use a larger grid or fewer modes")
+        msg = (
+            f"a pupil {npix if diameter is None else diameter:.3g} pixels across is too coarse to carry "
+            f"{n_modes} independent modes: use a larger grid or fewer modes"
+        )
         raise ValueError(msg)
     cholesky = np.linalg.cholesky(gram)
     modes = np.einsum("jyx,kj->kyx", modes, np.linalg.inv(cholesky))

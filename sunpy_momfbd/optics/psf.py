@@ -1,8 +1,8 @@
-"""
+r"""
 Point-spread functions and transfer functions from wavefront coefficients.
 
 The PSF is the squared modulus of the Fourier transform of the pupil field
-:math:`P\\,e^{i\\phi}`. On an FFT grid of N pixels a pupil N / sampling pixels across gives PSF
+:math:`P\,e^{i\phi}`. On an FFT grid of N pixels a pupil N / sampling pixels across gives PSF
 samples every (λ/D) / sampling, i.e. exactly one detector pixel, so no interpolation is needed for
 any (fractional) sampling. Samplings below 1 are computed on an integer-oversampled grid and
 decimated, which is the same point sampling.
@@ -62,8 +62,9 @@ def psf(coefficients, setup, npix):
         coefficients = coefficients.to(torch.float32)
     npix = _positive_int("npix", npix)
     oversample = max(1, math.ceil(1 / setup.sampling))
-    pupil, modes = _pupil_and_modes(setup.sampling, setup.obscuration, setup.n_modes, npix, oversample,
-                                    coefficients.device, coefficients.dtype)
+    pupil, modes = _pupil_and_modes(
+        setup.sampling, setup.obscuration, setup.n_modes, npix, oversample, coefficients.device, coefficients.dtype
+    )
     phase = torch.tensordot(coefficients, modes, dims=([-1], [0]))
     field = torch.polar(pupil.expand_as(phase), phase)
     intensity = torch.fft.fftshift(torch.fft.fft2(field).abs().square(), dim=(-2, -1))
@@ -93,7 +94,7 @@ def diffraction_psf(setup, npix):
 
 
 def mtf(kernel):
-    """
+    r"""
     Modulation transfer function of a PSF centred at ``n // 2``.
 
     Parameters
@@ -104,7 +105,7 @@ def mtf(kernel):
     Returns
     -------
     `numpy.ndarray` or `torch.Tensor`
-        :math:`|\\mathrm{OTF}|` normalised to 1 at zero frequency, same shape and type as the input,
+        :math:`|\mathrm{OTF}|` normalised to 1 at zero frequency, same shape and type as the input,
         with zero frequency at ``(n // 2, n // 2)``: element ``k`` along an axis is frequency
         ``(k - n // 2) / n`` cycles per pixel.
     """
@@ -138,5 +139,7 @@ def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, d
     diameter = npix / sampling
     pupil = aperture(grid, obscuration, diameter=diameter)
     modes = _kl_modes(n_modes, grid, obscuration, diameter)
-    return (torch.as_tensor(pupil, dtype=dtype, device=device),
-            torch.as_tensor(np.array(modes), dtype=dtype, device=device))
+    return (
+        torch.as_tensor(pupil, dtype=dtype, device=device),
+        torch.as_tensor(np.array(modes), dtype=dtype, device=device),
+    )

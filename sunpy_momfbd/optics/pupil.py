@@ -64,7 +64,7 @@ def aperture(npix, obscuration=0.0, spiders=0, spider_width=0.0, diameter=None):
     >>> import numpy as np
     >>> from sunpy_momfbd.optics import aperture
     >>> pupil = aperture(128, obscuration=0.3)
-    >>> round(pupil.sum() / (np.pi * 64**2 * (1 - 0.3**2)), 3)
+    >>> round(float(pupil.sum() / (np.pi * 64**2 * (1 - 0.3**2))), 3)
     1.0
     """
     if not 0 <= obscuration < 1:

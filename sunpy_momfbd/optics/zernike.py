@@ -69,7 +69,9 @@ def zernike(j, rho, theta):
     n, m = noll_to_nm(j)
     rho = np.asarray(rho, dtype=float)
     radial = sum(
-        (-1) ** k * factorial(n - k) / (factorial(k) * factorial((n + m) // 2 - k) * factorial((n - m) // 2 - k))
+        (-1) ** k
+        * factorial(n - k)
+        / (factorial(k) * factorial((n + m) // 2 - k) * factorial((n - m) // 2 - k))
         * rho ** (n - 2 * k)
         for k in range((n - m) // 2 + 1)
     )

@@ -1,0 +1,22 @@
+"""
+sunpy-momfbd: multi-object multi-frame blind deconvolution of solar images.
+
+The whole field is restored at once with a spatially variant forward model: a neural emulator
+of spatially variant convolution and an exact physical model that validates it.
+
+Importing this package is deliberately light (it does not import torch); the subpackages
+load what they need.
+"""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
+
+try:
+    from ._version import __version__
+except ImportError:  # pragma: no cover - only without a build (e.g. a bare source checkout)
+    try:
+        __version__ = _metadata_version("sunpy-momfbd")
+    except PackageNotFoundError:
+        __version__ = "0.1.dev0"
+
+__all__ = ["__version__"]
