@@ -155,9 +155,12 @@ def _kl_modes(n_modes, npix, obscuration, diameter):
     rho, theta = pupil_coordinates(npix, diameter)
     zernikes = np.stack([zernike(j, rho, theta) for j in range(1, n_modes + 2)])
     weight = aperture(npix, obscuration, diameter=diameter)
-    modes = np.einsum("jyx,jk->kyx", zernikes, transform) * (weight > 0)
+    inside = weight > 0
+    modes = np.einsum("jyx,jk->kyx", zernikes, transform) * inside
     # A coarse pupil changes the modes' discrete norms (by tens of percent for high orders on a
-    # 32-pixel pupil), so re-orthonormalise them over this grid in mode order (tip, tilt kept).
+    # 32-pixel pupil) and their orthogonality to piston, so re-orthonormalise them over this grid
+    # in mode order after piston (which is then dropped; tip and tilt keep their shape).
+    modes = np.concatenate([inside[None].astype(float), modes])
     gram = np.einsum("iyx,jyx,yx->ij", modes, modes, weight) / weight.sum()
     if np.linalg.eigvalsh(gram)[0] < _MIN_GRAM_EIGENVALUE:
         msg = (
@@ -166,7 +169,7 @@ def _kl_modes(n_modes, npix, obscuration, diameter):
         )
         raise ValueError(msg)
     cholesky = np.linalg.cholesky(gram)
-    modes = np.einsum("jyx,kj->kyx", modes, np.linalg.inv(cholesky))
+    modes = np.einsum("jyx,kj->kyx", modes, np.linalg.inv(cholesky))[1:]
     modes.flags.writeable = False
     return modes
 
