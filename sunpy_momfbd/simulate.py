@@ -70,7 +70,7 @@ class SimulatedBurst:
 
 def phase_screen(size, d_over_r0, pupil_pixels=_PUPIL_PIXELS, rng=None):
     """
-    A square Kolmogorov phase screen by the FFT method with subharmonics.
+    Draw a square Kolmogorov phase screen by the FFT method with subharmonics.
 
     Parameters
     ----------
@@ -296,7 +296,7 @@ def simulate_burst(
     rng=None,
 ):
     """
-    A burst of short exposures of an object through anisoplanatic turbulence.
+    Simulate a burst of short exposures of an object through anisoplanatic turbulence.
 
     Parameters
     ----------
