@@ -1,0 +1,741 @@
+"""
+The neural forward model: a conditional U-Net that emulates spatially variant convolution.
+
+`EmulatorForward` prepares the network's inputs (object and per-pixel wavefront coefficients),
+normalises the intensity scale, processes large fields in halo'd tiles, and saves and loads its
+weights (safetensors, never pickles) with a JSON model card. The network itself is
+`~sunpy_momfbd.forward.unet.ConditionalUNet`.
+"""
+
+import contextlib
+import hashlib
+import json
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sunpy_momfbd import __version__
+from sunpy_momfbd.data import DATA_DIR
+from sunpy_momfbd.forward.base import ForwardModel, interpolate_modes
+from sunpy_momfbd.forward.unet import ConditionalUNet
+from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
+
+__all__ = ["CONDITIONING_FIELDS", "EmulatorForward", "conditioning_vector"]
+
+#: Optics parameters the emulator can be conditioned on, and how to read each from an `OpticalSetup`.
+#: Add an entry here to offer a new conditioning parameter; a model card lists the ones its model uses.
+_CONDITIONING_GETTERS = {
+    "sampling": lambda setup: setup.sampling,
+    "obscuration": lambda setup: setup.obscuration,
+}
+
+#: Conditioning parameters of a new emulator, in order.
+CONDITIONING_FIELDS = ("sampling", "obscuration")
+
+#: Parameters a model card may give trained or certified ranges for: the conditioning parameters
+#: plus the seeing strength D/r0, which belongs to a burst rather than to an `OpticalSetup`.
+_RANGE_PARAMETERS = (*_CONDITIONING_GETTERS, "d_over_r0")
+
+_WEIGHTS_FILE = "model.safetensors"
+_CARD_FILE = "model_card.json"
+_CARD_FORMAT = "sunpy-momfbd-emulator"
+_CARD_FORMAT_VERSION = 1
+_ARCHITECTURE_NAME = "conditional-unet"
+
+
+def conditioning_vector(setup, fields=CONDITIONING_FIELDS):
+    """
+    Build the continuous optics vector an emulator is conditioned on.
+
+    Parameters
+    ----------
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+        Optics of the channel.
+    fields : sequence of str, optional
+        Names of the entries, in order; `CONDITIONING_FIELDS` (sampling in pixels per λ/D, central
+        obscuration ratio) by default.
+
+    Returns
+    -------
+    `torch.Tensor`
+        Shape (len(fields),), float64, on the CPU.
+
+    Raises
+    ------
+    ValueError
+        If a field name is unknown.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.optics import OpticalSetup
+    >>> from sunpy_momfbd.forward.emulator import conditioning_vector
+    >>> conditioning_vector(OpticalSetup(sampling=3.0, obscuration=0.2)).tolist()
+    [3.0, 0.2]
+    """
+    values = []
+    for field in fields:
+        if field not in _CONDITIONING_GETTERS:
+            msg = f"unknown conditioning field {field!r}; known fields: {', '.join(_CONDITIONING_GETTERS)}"
+            raise ValueError(msg)
+        values.append(float(_CONDITIONING_GETTERS[field](setup)))
+    return torch.tensor(values, dtype=torch.float64)
+
+
+class EmulatorForward(ForwardModel):
+    r"""
+    Spatially variant convolution emulated by a conditional U-Net.
+
+    The network (`~sunpy_momfbd.forward.unet.ConditionalUNet`) takes ``1 + n_modes`` input
+    channels — the object and the wavefront coefficients interpolated to every pixel from the
+    mode grid (bilinear, ``align_corners=False``, as `~sunpy_momfbd.forward.interpolate_modes`
+    does) — and is conditioned through FiLM layers on the continuous optics vector
+    `conditioning_vector` (sampling, obscuration), not on an instrument name, so one set of
+    weights serves every telescope inside its trained range.
+
+    Parameters
+    ----------
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+        Optics of the channel; ``setup.n_modes`` fixes the number of input wavefront channels.
+    width : int, optional
+        Channels at full resolution, 24 by default (doubling at each level).
+    depth : int, optional
+        Number of resolution halvings, 4 by default.
+    film_hidden : int, optional
+        Width of the MLP that maps the optics vector to the FiLM scales and shifts, 64 by default.
+    conditioning : sequence of str, optional
+        Names of the optics parameters to condition on, `CONDITIONING_FIELDS` by default.
+    border : int or None, optional
+        Zeros added around the object before the network (rounded up to a multiple of
+        ``2**depth``). None (the default) uses `receptive_radius`, so that the output is that of
+        the network on the infinitely zero-extended object, independent of the field size. A
+        smaller border is cheaper but makes the border pixels depend on it: a trained model must
+        be used with the border it was trained with (the model card records it).
+    tile_size : int, tuple of int or None, optional
+        Size (ty, tx) of the tiles a field is processed in, a multiple of ``2**depth``; an int
+        gives square tiles. None (the default) processes the whole field at once.
+    halo : int or None, optional
+        Extra pixels on each side of a tile that the network sees but whose output is discarded
+        (rounded up to a multiple of ``2**depth``). None (the default) uses `receptive_radius`,
+        which makes the tiled output equal to the untiled one (no seams). Smaller halos are cheaper
+        but approximate.
+    checkpointing : bool, optional
+        If true (default false), recompute the activations of every convolution block in the
+        backward pass instead of storing them (`torch.utils.checkpoint`); outputs and gradients are
+        unchanged, memory drops, time grows.
+    autocast : `torch.dtype` or None, optional
+        If given (e.g. ``torch.bfloat16`` or ``torch.float16``), run the network under
+        `torch.autocast` with this dtype on the device of the input. None (the default) runs it in
+        the dtype of the weights, unless the caller wraps the call in `torch.autocast` itself. The
+        output has the dtype of ``obj`` either way.
+
+    Attributes
+    ----------
+    network : `~sunpy_momfbd.forward.unet.ConditionalUNet`
+        The U-Net.
+    conditioning_fields : tuple of str
+        Names of the entries of the conditioning vector.
+    border : int
+        Zeros added around the object for the network, a multiple of ``2**depth``.
+    card : dict
+        The model card: architecture, trained and certified ranges, data, validation errors,
+        package version and training details (see `save_pretrained`).
+    weights_sha256 : str or None
+        SHA-256 of the safetensors file the weights were loaded from; None for a model built in
+        memory.
+
+    Notes
+    -----
+    **Intensity scale.** The object is divided by its mean absolute value :math:`s` (per sample;
+    1 if it is zero) before the network and the result multiplied back, so the model is
+    homogeneous of degree one: ``model(c * obj, modes) == c * model(obj, modes)`` for ``c > 0``
+    (exactly for powers of two, up to rounding otherwise), and a zero object gives a zero image.
+    The network predicts the blurred image relative to the object:
+
+    .. math::
+
+        I = s \left(\frac{O}{s} + N\!\left(\frac{O}{s}, \alpha\right)\right)
+
+    where :math:`N` is the U-Net and :math:`\alpha` the interpolated mode maps. The gradient with
+    respect to the object vanishes at a zero object (start a solver from a non-zero estimate).
+
+    **Border.** As for every `~sunpy_momfbd.forward.ForwardModel`, the object is zero outside the
+    array: it is padded with ``border`` zeros for the network, and the mode maps are extended with
+    their edge values (as bilinear interpolation with ``align_corners=False`` does). Inputs are
+    also padded at the bottom and right to a multiple of ``2**depth``; the output is cropped back to
+    (H, W), so any H and W are accepted.
+
+    **Tiling.** With ``tile_size`` set, the (padded) field is cut into tiles that overlap by
+    ``halo``; each tile is run through the network for the whole batch, and only its interior is
+    kept. Tiles start at multiples of ``2**depth``, where the network is shift-equivariant, and the
+    normalisation uses the whole field, so with the default halo the tiled and untiled outputs
+    agree to rounding. Without gradients, memory then scales with the tile, not the field; under
+    autograd the activations of every tile are kept for the backward pass unless ``checkpointing``
+    is on as well.
+
+    **Precision and devices.** The network runs in the dtype of its weights (float32 unless
+    converted), on their device; ``obj`` and ``modes`` must be on the same device. Inputs of
+    another floating dtype are cast for the network and the output cast back.
+
+    References
+    ----------
+    * Asensio Ramos 2024, A&A 688, A88.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sunpy_momfbd.optics import OpticalSetup
+    >>> from sunpy_momfbd.forward import EmulatorForward
+    >>> model = EmulatorForward(OpticalSetup(sampling=3.0, n_modes=4), width=4, depth=2)
+    >>> image = model(torch.rand(2, 30, 40), torch.zeros(2, 4, 3, 3))
+    >>> tuple(image.shape)
+    (2, 30, 40)
+    """
+
+    def __init__(
+        self,
+        setup,
+        *,
+        width=24,
+        depth=4,
+        film_hidden=64,
+        conditioning=CONDITIONING_FIELDS,
+        border=None,
+        tile_size=None,
+        halo=None,
+        checkpointing=False,
+        autocast=None,
+    ):
+        super().__init__(setup)
+        conditioning = tuple(conditioning)
+        self.conditioning_fields = conditioning
+        # Validates the field names and the setup's values at once.
+        self.register_buffer("_conditioning", conditioning_vector(setup, conditioning).float(), persistent=False)
+        self.network = ConditionalUNet(
+            1 + setup.n_modes, len(conditioning), width=width, depth=depth, film_hidden=film_hidden
+        )
+        multiple = self.network.multiple
+        self.border = _round_up(self.receptive_radius if border is None else _non_negative("border", border), multiple)
+        self.tile_size = tile_size
+        self.halo = halo
+        self.checkpointing = checkpointing
+        self.autocast = autocast
+        self.weights_sha256 = None
+        self.card = _new_card(self._architecture())
+
+    # ----------------------------------------------------------------------------------- options
+
+    @property
+    def receptive_radius(self):
+        """
+        Largest distance (pixels) between an object pixel and an image pixel it affects.
+        """
+        return self.network.receptive_radius
+
+    @property
+    def tile_size(self):
+        """
+        Tile size (ty, tx), or None to process the whole field at once.
+        """
+        return self._tile_size
+
+    @tile_size.setter
+    def tile_size(self, value):
+        if value is None:
+            self._tile_size = None
+            return
+        pair = (value, value) if isinstance(value, int) else tuple(value)
+        multiple = self.network.multiple
+        if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair):
+            msg = f"tile_size must be None, a positive int or a pair of them, got {value!r}"
+            raise ValueError(msg)
+        if any(v % multiple for v in pair):
+            msg = f"tile_size must be a multiple of 2**depth = {multiple}, got {value!r}"
+            raise ValueError(msg)
+        self._tile_size = pair
+
+    @property
+    def halo(self):
+        """
+        Pixels of overlap on each side of a tile, a multiple of ``2**depth``.
+        """
+        return self._halo
+
+    @halo.setter
+    def halo(self, value):
+        radius = self.receptive_radius if value is None else _non_negative("halo", value)
+        self._halo = _round_up(radius, self.network.multiple)
+
+    @property
+    def checkpointing(self):
+        """
+        Whether activation checkpointing is on.
+        """
+        return self.network.checkpointing
+
+    @checkpointing.setter
+    def checkpointing(self, value):
+        self.network.checkpointing = bool(value)
+
+    @property
+    def autocast(self):
+        """
+        The dtype the network runs in under `torch.autocast`, or None.
+        """
+        return self._autocast
+
+    @autocast.setter
+    def autocast(self, value):
+        if value is not None and not (isinstance(value, torch.dtype) and value.is_floating_point):
+            msg = f"autocast must be None or a floating-point torch.dtype, got {value!r}"
+            raise ValueError(msg)
+        self._autocast = value
+
+    def _architecture(self):
+        return {
+            "name": _ARCHITECTURE_NAME,
+            "width": self.network.width,
+            "depth": self.network.depth,
+            "film_hidden": self.network.film_hidden,
+            "n_modes": self.setup.n_modes,
+            "conditioning": list(self.conditioning_fields),
+            "border": self.border,
+        }
+
+    # ----------------------------------------------------------------------------------- forward
+
+    def _blur(self, obj, modes):
+        weight = self.network.head.weight
+        if obj.device != weight.device or modes.device != weight.device:
+            msg = (
+                f"obj ({obj.device}) and modes ({modes.device}) must be on the device of the "
+                f"emulator's weights ({weight.device}); move them or call model.to(device)"
+            )
+            raise ValueError(msg)
+        height, width = obj.shape[-2:]
+        scale = obj.abs().mean(dim=(-2, -1), keepdim=True)
+        normalised = obj / torch.where(scale > 0, scale, torch.ones_like(scale))
+        conditioning = self._conditioning.to(weight.dtype)
+
+        multiple = self.network.multiple
+        border = self.border
+        padded = (height + 2 * border, width + 2 * border)
+        padded = (_round_up(padded[0], multiple), _round_up(padded[1], multiple))
+        # Field coordinates of the padded field: rows [-border, end_y), columns [-border, end_x).
+        end_y, end_x = padded[0] - border, padded[1] - border
+        if self.tile_size is None:
+            rows = [(0, height, -border, end_y)]
+            columns = [(0, width, -border, end_x)]
+        else:
+            rows = _tiles(height, self.tile_size[0], self.halo, -border, end_y, multiple)
+            columns = _tiles(width, self.tile_size[1], self.halo, -border, end_x, multiple)
+
+        out_rows = []
+        for y0, y1, in_y0, in_y1 in rows:
+            out_row = []
+            for x0, x1, in_x0, in_x1 in columns:
+                inputs = self._inputs(normalised, modes, (in_y0, in_y1), (in_x0, in_x1), weight.dtype)
+                with self._autocast_context(obj.device):
+                    predicted = self.network(inputs, conditioning)
+                out_row.append(predicted[:, 0, y0 - in_y0 : y1 - in_y0, x0 - in_x0 : x1 - in_x0].to(obj.dtype))
+            out_rows.append(torch.cat(out_row, dim=-1))
+        relative = torch.cat(out_rows, dim=-2)
+        return scale * (normalised + relative)
+
+    def _inputs(self, normalised, modes, span_y, span_x, dtype):
+        """
+        Network input over field rows ``span_y`` and columns ``span_x`` (may reach outside).
+        """
+        height, width = normalised.shape[-2:]
+        (y0, y1), (x0, x1) = span_y, span_x
+        crop = normalised[:, max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+        crop = torch.nn.functional.pad(
+            crop, (max(-x0, 0), max(x1 - width, 0), max(-y0, 0), max(y1 - height, 0)), value=0.0
+        )
+        y = torch.arange(y0, y1, device=modes.device)
+        x = torch.arange(x0, x1, device=modes.device)
+        local_modes = interpolate_modes(modes, y, x, (height, width))
+        return torch.cat([crop[:, None].to(dtype), local_modes.to(dtype)], dim=1)
+
+    def _autocast_context(self, device):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast)
+
+    # ------------------------------------------------------------------------------- model card
+
+    def is_certified(self, setup, d_over_r0=None):
+        """
+        Whether the model card certifies this set-up.
+
+        Parameters
+        ----------
+        setup : `~sunpy_momfbd.optics.OpticalSetup`
+            Optics to check.
+        d_over_r0 : float or None, optional
+            Seeing strength D/r0. None (the default) checks the optics only.
+
+        Returns
+        -------
+        bool
+            True if ``setup.n_modes`` matches the model and some entry of the card's
+            ``"certified"`` list contains every parameter its box constrains (parameters a box
+            does not name are unconstrained).
+        """
+        if setup.n_modes != self.setup.n_modes:
+            return False
+        values = _range_values(setup, d_over_r0)
+        for entry in self.card.get("certified", []):
+            box = entry["ranges"]
+            if all(name not in values or lo <= values[name] <= hi for name, (lo, hi) in box.items()):
+                return True
+        return False
+
+    # ------------------------------------------------------------------------------- persistence
+
+    def save_pretrained(self, path, *, trained_ranges=None, certified=None, data=None, validation=None, training=None):
+        """
+        Write the weights and the model card to a directory.
+
+        Writes ``path/model.safetensors`` (`safetensors.torch.save_file`) and
+        ``path/model_card.json``. The card holds:
+
+        * ``"architecture"``: name, width, depth, film_hidden, n_modes, conditioning (field names,
+          in order) and border;
+        * ``"trained_ranges"``: ``{"sampling": [lo, hi], "obscuration": [lo, hi],
+          "d_over_r0": [lo, hi]}`` (parameters may be omitted if unknown);
+        * ``"certified"``: a list of ``{"ranges": {...}, "error_threshold": float, ...}`` boxes
+          inside which the emulator's error against `~sunpy_momfbd.forward.PhysicalForward` was
+          verified to stay below the threshold (may be empty);
+        * ``"data"`` (description of the training set), ``"validation"`` (errors), ``"training"``
+          (free-form), ``"package_version"`` and ``"weights_sha256"``.
+
+        Parameters
+        ----------
+        path : str or `pathlib.Path`
+            Directory; created if needed, files in it overwritten.
+        trained_ranges, certified, data, validation, training : optional
+            Replace these entries of `card` before writing (and in `card`). None keeps them.
+
+        Returns
+        -------
+        `pathlib.Path`
+            The directory.
+        """
+        updates = {
+            "trained_ranges": trained_ranges,
+            "certified": certified,
+            "data": data,
+            "validation": validation,
+            "training": training,
+        }
+        card = {**self.card, **{key: value for key, value in updates.items() if value is not None}}
+        card["architecture"] = self._architecture()
+        card["package_version"] = __version__
+        _check_card(card, "the model card")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        weights_file = path / _WEIGHTS_FILE
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.network.state_dict().items()}
+        save_file(tensors, weights_file, metadata={"format": "pt", "card_format": _CARD_FORMAT})
+        card["weights_sha256"] = _sha256(weights_file)
+        with open(path / _CARD_FILE, "w", encoding="utf-8") as stream:
+            json.dump(card, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+        self.card = card
+        return path
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, setup, *, allow_out_of_range=False, device=None, **options):
+        """
+        Load an emulator saved with `save_pretrained`.
+
+        Only `safetensors.torch.load_file` reads the weights: a weights file cannot run code.
+
+        Parameters
+        ----------
+        name_or_path : str or `pathlib.Path`
+            ``"default"`` for the weights installed with the package
+            (``sunpy_momfbd/data/emulator/default/``), or a directory holding
+            ``model.safetensors`` and ``model_card.json``.
+        setup : `~sunpy_momfbd.optics.OpticalSetup`
+            Optics of the channel; must lie inside the card's trained ranges.
+        allow_out_of_range : bool, optional
+            If true (default false), a set-up outside the trained ranges warns
+            (`~sunpy_momfbd.utils.exceptions.SunpyMomfbdUserWarning`) instead of raising.
+        device : str or `torch.device`, optional
+            Device to put the model on; the CPU by default.
+        **options
+            ``tile_size``, ``halo``, ``checkpointing`` and ``autocast`` as for the class.
+
+        Returns
+        -------
+        `EmulatorForward`
+
+        Raises
+        ------
+        FileNotFoundError
+            If the directory, the weights file or the card is missing, or no default weights are
+            installed.
+        ValueError
+            If the card or the weights file is corrupted, the weights do not match the card's
+            architecture or checksum, ``setup.n_modes`` differs from the card's, or the set-up is
+            outside the trained ranges (unless ``allow_out_of_range``).
+
+        Notes
+        -----
+        The card's D/r0 range cannot be checked here (D/r0 belongs to a burst, not to the optics);
+        pass it to `is_certified`.
+        """
+        unknown = set(options) - {"tile_size", "halo", "checkpointing", "autocast"}
+        if unknown:
+            msg = f"unknown options for from_pretrained: {', '.join(sorted(unknown))}"
+            raise TypeError(msg)
+        directory = _resolve(name_or_path)
+        card_file = directory / _CARD_FILE
+        weights_file = directory / _WEIGHTS_FILE
+        for file in (card_file, weights_file):
+            if not file.is_file():
+                msg = f"emulator file {file} does not exist"
+                raise FileNotFoundError(msg)
+        card = _read_card(card_file)
+        architecture = card["architecture"]
+        if architecture["n_modes"] != setup.n_modes:
+            msg = (
+                f"the emulator in {directory} takes n_modes = {architecture['n_modes']} wavefront modes "
+                f"but setup.n_modes = {setup.n_modes}"
+            )
+            raise ValueError(msg)
+        _check_trained_ranges(card, setup, card_file, allow_out_of_range=allow_out_of_range)
+
+        model = cls(
+            setup,
+            width=architecture["width"],
+            depth=architecture["depth"],
+            film_hidden=architecture["film_hidden"],
+            conditioning=architecture["conditioning"],
+            border=architecture["border"],
+            **options,
+        )
+        digest = _sha256(weights_file)
+        if card.get("weights_sha256") not in (None, digest):
+            msg = (
+                f"emulator weights file {weights_file} does not match the checksum in {card_file} "
+                f"(SHA-256 {digest}, card says {card['weights_sha256']}): the file is corrupted or belongs "
+                "to another model"
+            )
+            raise ValueError(msg)
+        try:
+            tensors = load_file(weights_file)
+        except (SafetensorError, OSError, ValueError) as err:
+            msg = f"cannot read emulator weights file {weights_file}: not a valid safetensors file ({err})"
+            raise ValueError(msg) from err
+        _load_state(model.network, tensors, weights_file, architecture)
+        model.card = card
+        model.weights_sha256 = digest
+        if device is not None:
+            model.to(device)
+        return model
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"{name} must be None or a non-negative int, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _tiles(size, tile, halo, start, end, multiple):
+    """
+    Tiles along one axis: (out_start, out_stop, in_start, in_stop) in field coordinates.
+
+    Interiors ``[k * tile, (k + 1) * tile)`` cover ``[0, size)``; inputs extend them by ``halo``,
+    clipped to the padded field ``[start, end)``, and start and stop on multiples of ``multiple``.
+    """
+    spans = []
+    for out_start in range(0, size, tile):
+        out_stop = min(out_start + tile, size)
+        in_start = max(start, out_start - halo)
+        in_stop = min(end, _round_up(out_stop + halo, multiple))
+        spans.append((out_start, out_stop, in_start, in_stop))
+    return spans
+
+
+def _sha256(file):
+    digest = hashlib.sha256()
+    with open(file, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resolve(name_or_path):
+    if isinstance(name_or_path, str) and name_or_path == "default":
+        directory = DATA_DIR / "emulator" / "default"
+        if not directory.is_dir():
+            msg = (
+                f"no default emulator weights are installed (expected {directory}); "
+                "train one or pass the directory of saved weights"
+            )
+            raise FileNotFoundError(msg)
+        return directory
+    directory = Path(name_or_path)
+    if not directory.is_dir():
+        msg = f"emulator directory {directory} does not exist (expected model.safetensors and model_card.json in it)"
+        raise FileNotFoundError(msg)
+    return directory
+
+
+def _new_card(architecture):
+    return {
+        "format": _CARD_FORMAT,
+        "format_version": _CARD_FORMAT_VERSION,
+        "architecture": architecture,
+        "trained_ranges": {},
+        "certified": [],
+        "data": "",
+        "validation": {},
+        "package_version": None,
+        "weights_sha256": None,
+        "training": {},
+    }
+
+
+def _read_card(card_file):
+    try:
+        with open(card_file, encoding="utf-8") as stream:
+            card = json.load(stream)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        msg = f"emulator model card {card_file} is not valid JSON: {err}"
+        raise ValueError(msg) from err
+    _check_card(card, f"emulator model card {card_file}")
+    return card
+
+
+def _check_card(card, source):
+    """
+    Raise a ValueError naming ``source`` unless ``card`` is a well-formed model card.
+    """
+    if not isinstance(card, dict):
+        msg = f"{source} must hold a JSON object, got {type(card).__name__}"
+        raise ValueError(msg)
+    if card.get("format") != _CARD_FORMAT:
+        msg = f"{source} is not a sunpy-momfbd emulator card (format {card.get('format')!r}, expected {_CARD_FORMAT!r})"
+        raise ValueError(msg)
+    if card.get("format_version") != _CARD_FORMAT_VERSION:
+        msg = f"{source} has format_version {card.get('format_version')!r}; this version reads {_CARD_FORMAT_VERSION}"
+        raise ValueError(msg)
+    architecture = card.get("architecture")
+    if not isinstance(architecture, dict):
+        msg = f"{source} has no 'architecture' object"
+        raise ValueError(msg)
+    if architecture.get("name") != _ARCHITECTURE_NAME:
+        msg = f"{source}: unknown architecture {architecture.get('name')!r}, expected {_ARCHITECTURE_NAME!r}"
+        raise ValueError(msg)
+    for key, minimum in (("width", 1), ("depth", 0), ("film_hidden", 1), ("n_modes", 1), ("border", 0)):
+        value = architecture.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            msg = f"{source}: architecture.{key} must be an integer >= {minimum}, got {value!r}"
+            raise ValueError(msg)
+    fields = architecture.get("conditioning")
+    if not isinstance(fields, list) or not fields or any(f not in _CONDITIONING_GETTERS for f in fields):
+        msg = (
+            f"{source}: architecture.conditioning must be a non-empty list of "
+            f"{', '.join(_CONDITIONING_GETTERS)}, got {fields!r}"
+        )
+        raise ValueError(msg)
+    _check_ranges(card.get("trained_ranges", {}), f"{source}: trained_ranges")
+    certified = card.get("certified", [])
+    if not isinstance(certified, list):
+        msg = f"{source}: certified must be a list, got {type(certified).__name__}"
+        raise ValueError(msg)
+    for index, entry in enumerate(certified):
+        where = f"{source}: certified[{index}]"
+        if not isinstance(entry, dict) or "ranges" not in entry:
+            msg = f"{where} must be an object with 'ranges' and 'error_threshold'"
+            raise ValueError(msg)
+        _check_ranges(entry["ranges"], f"{where}.ranges")
+        threshold = entry.get("error_threshold")
+        if not _is_real(threshold) or threshold < 0:
+            msg = f"{where}.error_threshold must be a non-negative number, got {threshold!r}"
+            raise ValueError(msg)
+    for key, kind in (("validation", dict), ("training", dict), ("data", str)):
+        if key in card and not isinstance(card[key], kind):
+            msg = f"{source}: {key} must be a JSON {'object' if kind is dict else 'string'}"
+            raise ValueError(msg)
+
+
+def _is_real(value):
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_ranges(ranges, where):
+    if not isinstance(ranges, dict):
+        msg = f"{where} must be an object mapping parameter names to [lo, hi]"
+        raise ValueError(msg)
+    for name, bounds in ranges.items():
+        if name not in _RANGE_PARAMETERS:
+            msg = f"{where}: unknown parameter {name!r}; known: {', '.join(_RANGE_PARAMETERS)}"
+            raise ValueError(msg)
+        if (
+            not isinstance(bounds, list | tuple)
+            or len(bounds) != 2
+            or not all(_is_real(b) for b in bounds)
+            or bounds[0] > bounds[1]
+        ):
+            msg = f"{where}.{name} must be [lo, hi] with finite lo <= hi, got {bounds!r}"
+            raise ValueError(msg)
+
+
+def _range_values(setup, d_over_r0=None):
+    values = {name: float(getter(setup)) for name, getter in _CONDITIONING_GETTERS.items()}
+    if d_over_r0 is not None:
+        values["d_over_r0"] = float(d_over_r0)
+    return values
+
+
+def _check_trained_ranges(card, setup, card_file, *, allow_out_of_range):
+    values = _range_values(setup)
+    for name, (lo, hi) in card.get("trained_ranges", {}).items():
+        if name in values and not lo <= values[name] <= hi:
+            msg = (
+                f"{name} = {values[name]:g} is outside the range [{lo:g}, {hi:g}] the emulator was trained on "
+                f"(model card {card_file})"
+            )
+            if not allow_out_of_range:
+                msg += "; use PhysicalForward, or pass allow_out_of_range=True to use the emulator anyway"
+                raise ValueError(msg)
+            warnings.warn(msg + ": its output may be wrong", SunpyMomfbdUserWarning, stacklevel=3)
+
+
+def _load_state(network, tensors, weights_file, architecture):
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(tensors) if tensors[name].shape != expected[name].shape)
+    if missing or unexpected or wrong:
+        details = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if names:
+                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+                details.append(f"{label}: {shown}")
+        msg = (
+            f"emulator weights file {weights_file} does not match the architecture in its model card "
+            f"({architecture}): {'; '.join(details)}"
+        )
+        raise ValueError(msg)
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+            msg = f"emulator weights file {weights_file}: tensor {name!r} is not finite floating point"
+            raise ValueError(msg)
+    network.load_state_dict(tensors, strict=True)
