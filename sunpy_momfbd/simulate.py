@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from sunpy_momfbd.forward import PhysicalForward
+from sunpy_momfbd.forward import PhysicalForward, resample_modes
 from sunpy_momfbd.optics import OpticalSetup, aperture, kl_covariance, kl_modes
 
 __all__ = ["DEFAULT_LAYERS", "SimulatedBurst", "phase_screen", "simulate_burst", "simulate_frames", "turbulent_modes"]
@@ -47,24 +47,35 @@ class SimulatedBurst:
     """
     A synthetic burst and the truth behind it.
 
+    The scene extends beyond the observed field by ``margin`` pixels on every side, as the sky
+    does beyond a detector, so the frames are exact observations right up to their edges.
+
     Attributes
     ----------
     frames : `numpy.ndarray`
-        Degraded frames, shape (n_frames, H, W), in the object's intensity scale.
-    modes : `numpy.ndarray`
-        True mode maps in radians, shape (n_frames, n_modes, gy, gx).
+        Degraded frames, shape (n_frames, h, w) with h = H - 2 margin, in the scene's intensity scale.
     object : `numpy.ndarray`
-        The object (a copy of the input), shape (H, W).
+        The true object over the observed field, shape (h, w).
     diffraction_limited : `numpy.ndarray`
-        The object blurred by the diffraction-limited PSF only: the best any restoration can do.
+        The object blurred by the diffraction-limited PSF only, shape (h, w): the best any
+        restoration can do.
+    modes : `numpy.ndarray`
+        True mode maps in radians, shape (n_frames, n_modes, gy, gx), on a grid spanning the
+        observed field (the convention of restorations).
+    scene_modes : `numpy.ndarray`
+        The same wavefronts on the grid spanning the whole scene that generated the frames.
+    margin : int
+        Pixels of scene on each side of the observed field.
     setup : `~sunpy_momfbd.optics.OpticalSetup`
         Optics used.
     """
 
     frames: np.ndarray
-    modes: np.ndarray
     object: np.ndarray
     diffraction_limited: np.ndarray
+    modes: np.ndarray
+    scene_modes: np.ndarray
+    margin: int
     setup: OpticalSetup
 
 
@@ -281,7 +292,7 @@ def simulate_frames(obj, modes, setup, *, photons=None, read_noise=0.0, rng=None
 
 
 def simulate_burst(
-    obj,
+    scene,
     setup,
     n_frames,
     d_over_r0,
@@ -293,6 +304,7 @@ def simulate_burst(
     ao_modes=0,
     ao_residual=0.1,
     layers=DEFAULT_LAYERS,
+    margin=None,
     rng=None,
 ):
     """
@@ -300,8 +312,9 @@ def simulate_burst(
 
     Parameters
     ----------
-    obj : array_like
-        The true object, shape (H, W), e.g. a high-resolution solar scene.
+    scene : array_like
+        The true scene, shape (H, W), e.g. a high-resolution solar image; the observed field is its
+        centre, ``margin`` pixels in from each side.
     setup : `~sunpy_momfbd.optics.OpticalSetup`
         Optics of the channel.
     n_frames : int
@@ -312,6 +325,9 @@ def simulate_burst(
         Isoplanatic angle in pixels (``numpy.inf`` for a spatially invariant blur).
     mode_grid : int or tuple of int
         Grid of the true mode maps, (gy, gx).
+    margin : int, optional
+        Scene pixels kept outside the observed field on each side, half the PSF size of
+        `~sunpy_momfbd.forward.PhysicalForward` by default, so the frames hold no border effects.
     photons, read_noise : float, optional
         Detector noise, see `simulate_frames`.
     ao_modes, ao_residual, layers : optional
@@ -328,34 +344,39 @@ def simulate_burst(
     >>> import numpy as np
     >>> from sunpy_momfbd.optics import OpticalSetup
     >>> from sunpy_momfbd.simulate import simulate_burst
-    >>> scene = np.random.default_rng(0).random((64, 64))
+    >>> scene = np.random.default_rng(0).random((128, 128))
     >>> burst = simulate_burst(scene, OpticalSetup(sampling=2.2), 4, 8.0, 40.0, 4, rng=1)
-    >>> burst.frames.shape, burst.modes.shape
-    ((4, 64, 64), (4, 44, 4, 4))
+    >>> burst.margin, burst.frames.shape, burst.modes.shape
+    (27, (4, 74, 74), (4, 44, 4, 4))
     """
-    obj = np.array(obj, dtype=float)
-    if obj.ndim != 2 or not np.all(np.isfinite(obj)):
-        msg = f"obj must be a finite 2-D image, got shape {obj.shape}"
+    scene = np.array(scene, dtype=float)
+    model = PhysicalForward(setup)
+    margin = model.psf_size // 2 if margin is None else int(margin)
+    if scene.ndim != 2 or not np.all(np.isfinite(scene)) or min(scene.shape) <= 2 * margin:
+        msg = f"scene must be a finite 2-D image larger than twice the margin ({margin}), got shape {scene.shape}"
         raise ValueError(msg)
     rng = np.random.default_rng(rng)
-    modes = turbulent_modes(
+    grid = (mode_grid, mode_grid) if np.isscalar(mode_grid) else tuple(mode_grid)
+    scene_modes = turbulent_modes(
         n_frames,
         setup.n_modes,
-        obj.shape,
+        scene.shape,
         d_over_r0,
         isoplanatic_patch,
-        mode_grid,
+        grid,
         obscuration=setup.obscuration,
         layers=layers,
         ao_modes=ao_modes,
         ao_residual=ao_residual,
         rng=rng,
     )
-    model = PhysicalForward(setup)
-    frames = simulate_frames(obj, modes, setup, photons=photons, read_noise=read_noise, rng=rng, model=model)
+    crop = (slice(None), slice(margin, scene.shape[0] - margin), slice(margin, scene.shape[1] - margin))
+    frames = simulate_frames(scene, scene_modes, setup, photons=photons, read_noise=read_noise, rng=rng, model=model)
     flat = np.zeros((1, setup.n_modes, 1, 1))
-    diffraction_limited = simulate_frames(obj, flat, setup, model=model)[0]
-    return SimulatedBurst(frames, modes, obj, diffraction_limited, setup)
+    diffraction_limited = simulate_frames(scene, flat, setup, model=model)[crop][0]
+    field = tuple(n - 2 * margin for n in scene.shape)
+    modes = resample_modes(torch.from_numpy(scene_modes), scene.shape, (margin, margin), field, grid).numpy()
+    return SimulatedBurst(frames[crop], scene[crop[1:]], diffraction_limited, modes, scene_modes, margin, setup)
 
 
 def _projection_templates(n_modes, obscuration):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from sunpy_momfbd.optics import OpticalSetup, kl_variance
 from sunpy_momfbd.simulate import phase_screen, simulate_burst, simulate_frames, turbulent_modes
@@ -66,9 +67,9 @@ def test_mean_tilt_over_frames_is_zero_by_default():
 @pytest.fixture(scope="module")
 def scene():
     rng = np.random.default_rng(7)
-    spectrum = np.fft.fft2(rng.normal(size=(64, 64)))
-    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(64), np.fft.fftfreq(64)))
-    field = np.fft.ifft2(spectrum / np.maximum(frequency, 1 / 64) ** 1.5).real
+    spectrum = np.fft.fft2(rng.normal(size=(128, 128)))
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128)))
+    field = np.fft.ifft2(spectrum / np.maximum(frequency, 1 / 128) ** 1.5).real
     return 1000 + 100 * field / field.std()
 
 
@@ -77,15 +78,25 @@ def test_burst_is_reproducible_and_degraded(scene):
     burst = simulate_burst(scene, setup, 4, 8.0, 30.0, 4, rng=3)
     again = simulate_burst(scene, setup, 4, 8.0, 30.0, 4, rng=3)
     np.testing.assert_array_equal(burst.frames, again.frames)
-    assert burst.frames.shape == (4, 64, 64)
-    assert burst.modes.shape == (4, 44, 4, 4)
-    np.testing.assert_array_equal(burst.object, scene)
-    inner = (slice(16, -16),) * 2
+    margin = burst.margin
+    assert margin == 27  # half the default PSF of PhysicalForward at this sampling
+    assert burst.frames.shape == (4, 74, 74)
+    assert burst.modes.shape == burst.scene_modes.shape == (4, 44, 4, 4)
+    np.testing.assert_array_equal(burst.object, scene[margin:-margin, margin:-margin])
     # Blur keeps the mean but removes contrast; the diffraction limit keeps more than any frame.
-    assert burst.frames[(slice(None), *inner)].mean() == pytest.approx(scene[inner].mean(), rel=0.01)
-    contrast = lambda image: image[inner].std()  # noqa: E731
-    assert contrast(burst.diffraction_limited) < contrast(scene)
-    assert all(contrast(frame) < contrast(burst.diffraction_limited) for frame in burst.frames)
+    assert burst.frames.mean() == pytest.approx(burst.object.mean(), rel=0.01)
+    assert burst.diffraction_limited.std() < burst.object.std()
+    assert all(frame.std() < burst.diffraction_limited.std() for frame in burst.frames)
+
+
+def test_field_modes_are_the_scene_wavefronts_seen_on_the_field_grid(scene):
+    from sunpy_momfbd.forward import interpolate_modes
+
+    burst = simulate_burst(scene, OpticalSetup(sampling=2.2), 2, 8.0, 30.0, 3, rng=4)
+    # The field grid's first point is the centre of its first cell, (74 / 3) / 2 - 0.5 pixels in.
+    position = torch.tensor([27 + 74 / 6 - 0.5], dtype=torch.float64)
+    expected = interpolate_modes(torch.from_numpy(burst.scene_modes), position, position, scene.shape)
+    np.testing.assert_allclose(burst.modes[:, :, :1, :1], expected.numpy(), atol=1e-12)
 
 
 def test_photon_and_read_noise_have_the_expected_variance(scene):
@@ -120,3 +131,5 @@ def test_bad_turbulence_is_named(kwargs, match):
 def test_bad_object_is_rejected():
     with pytest.raises(ValueError, match="finite 2-D image"):
         simulate_burst(np.zeros((2, 8, 8)), OpticalSetup(sampling=2.2), 2, 5.0, 30.0, 2)
+    with pytest.raises(ValueError, match="larger than twice the margin"):
+        simulate_burst(np.zeros((50, 50)), OpticalSetup(sampling=2.2), 2, 5.0, 30.0, 2)

@@ -143,3 +143,32 @@ def interpolate_modes(modes, y, x, size):
     along_y = interpolation_matrix(modes.shape[-2], y.to(modes.dtype), size[0])
     along_x = interpolation_matrix(modes.shape[-1], x.to(modes.dtype), size[1])
     return torch.einsum("yi,bmij,xj->bmyx", along_y, modes, along_x)
+
+
+def resample_modes(modes, size, corner, region_size, grid):
+    """
+    Mode maps spanning an image, sampled on a new grid that spans a rectangular region of it.
+
+    Parameters
+    ----------
+    modes : `torch.Tensor`
+        Mode maps spanning an image of ``size``, shape (B, n_modes, gy, gx).
+    size : tuple of int
+        (H, W) of the image the maps span.
+    corner : tuple of int
+        First pixel (y, x) of the region.
+    region_size : tuple of int
+        (h, w) of the region.
+    grid : tuple of int
+        Shape of the new grid, whose points are the centres of its cells over the region.
+
+    Returns
+    -------
+    `torch.Tensor`
+        Shape (B, n_modes, *grid).
+    """
+    positions = [
+        (torch.arange(g, device=modes.device, dtype=modes.dtype) + 0.5) * n / g - 0.5 + c
+        for n, g, c in zip(region_size, grid, corner, strict=True)
+    ]
+    return interpolate_modes(modes, *positions, size)

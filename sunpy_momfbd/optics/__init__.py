@@ -6,6 +6,7 @@ Conventions (see the design notes): arrays are (..., y, x); `OpticalSetup.sampli
 coefficients in radians of phase; PSFs are centred at index ``n // 2`` and sum to one.
 """
 
+from sunpy_momfbd.optics.diversity import defocus_coefficients, defocus_waves
 from sunpy_momfbd.optics.kolmogorov import kl_covariance, kl_modes, kl_variance, random_coefficients
 from sunpy_momfbd.optics.psf import cutoff_frequency, diffraction_psf, mtf, psf
 from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
@@ -16,6 +17,8 @@ __all__ = [
     "OpticalSetup",
     "aperture",
     "cutoff_frequency",
+    "defocus_coefficients",
+    "defocus_waves",
     "diffraction_psf",
     "kl_covariance",
     "kl_modes",

@@ -1,0 +1,8 @@
+"""
+The MOMFBD solver on plain tensors: problem description, optimisation and solution.
+"""
+
+from sunpy_momfbd.solver.problem import Burst, Channel
+from sunpy_momfbd.solver.solve import Solution, SolverSettings, solve
+
+__all__ = ["Burst", "Channel", "Solution", "SolverSettings", "solve"]

@@ -1,0 +1,339 @@
+"""
+The MOMFBD solve: patch-wise wavefront initialisation, then a joint whole-field refinement.
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sunpy_momfbd.forward import PhysicalForward, resample_modes
+from sunpy_momfbd.optics import kl_variance
+from sunpy_momfbd.solver.fourier import noise_variance
+from sunpy_momfbd.solver.initialise import patch_wavefronts, to_mode_grid
+from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
+from sunpy_momfbd.solver.problem import Burst
+
+__all__ = ["Solution", "SolverSettings", "solve"]
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """
+    Settings of `solve`, with documented defaults.
+
+    Parameters
+    ----------
+    mode_grid : tuple of int
+        (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic.
+    n_iterations : int
+        Iteration cap of the joint refinement (L-BFGS iterations or Adam steps).
+    optimizer : {"lbfgs", "adam"}
+        Optimiser of the joint refinement. L-BFGS (default) copes with the ill-conditioning of
+        deconvolution; Adam runs with a cosine learning-rate schedule.
+    learning_rate : float
+        Adam's learning rate for the modes in radians (the object's is scaled to its intensity).
+    tolerance : float
+        Stop when the relative loss change over 5 iterations falls below this.
+    patch_size : int
+        Side of the isoplanatic patches of the initialisation (pixels).
+    init_iterations : int
+        L-BFGS iterations per mode step of the initialisation (0 skips it: modes start at zero).
+    object_prior : float
+        Strength of the objects' power-law prior (a 1/f² spectrum fitted to the data at low
+        frequencies), which keeps noise out of frequencies the data hardly constrain; 1 by default.
+    mode_steps : tuple
+        Mode counts fitted in successive initialisation steps (None = all).
+    smoothness : float
+        Weight of the mode maps' spatial smoothness (squared differences between neighbouring grid
+        points, in units of each mode's Kolmogorov variance).
+    frame_batch : int or None
+        Frames per batch for gradient accumulation (None: all at once). Bounds memory.
+    device : str
+        "auto" (CUDA, then MPS, then CPU), or a torch device name.
+    dtype : torch.dtype
+        Working precision, float32 by default (float64 for reference runs).
+    seed : int
+        Seed for torch's generators (the solve itself is deterministic on CPU).
+    progress : bool
+        Show a progress bar with the loss.
+    """
+
+    mode_grid: tuple = (1, 1)
+    n_iterations: int = 60
+    optimizer: str = "lbfgs"
+    learning_rate: float = 0.05
+    tolerance: float = 1e-5
+    patch_size: int = 96
+    init_iterations: int = 30
+    object_prior: float = 1.0
+    mode_steps: tuple = (5, 14, None)
+    smoothness: float = 1e-3
+    frame_batch: int | None = None
+    device: str = "auto"
+    dtype: torch.dtype = torch.float32
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        grid = (self.mode_grid, self.mode_grid) if np.isscalar(self.mode_grid) else tuple(self.mode_grid)
+        if len(grid) != 2 or any(int(g) != g or g < 1 for g in grid):
+            msg = f"mode_grid must be one or two positive integers, got {self.mode_grid!r}"
+            raise ValueError(msg)
+        object.__setattr__(self, "mode_grid", tuple(int(g) for g in grid))
+        if self.optimizer not in ("lbfgs", "adam"):
+            msg = f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}"
+            raise ValueError(msg)
+        if int(self.n_iterations) != self.n_iterations or self.n_iterations < 0:
+            msg = f"n_iterations must be a non-negative integer, got {self.n_iterations!r}"
+            raise ValueError(msg)
+
+
+@dataclass
+class Solution:
+    """
+    Result of `solve`.
+
+    Attributes
+    ----------
+    objects : dict of str to `numpy.ndarray`
+        Restored object per object id, shape (H, W), in the frames' intensity scale.
+    modes : `numpy.ndarray`
+        Wavefront mode maps in radians at the reference (first channel's) wavelength, shape
+        (n_frames, n_modes, gy, gx), on a grid spanning the observed field (the DESIGN convention).
+    model_frames : list of `numpy.ndarray`
+        The forward model of every channel's frames, shape (n_frames, H, W) each.
+    loss_history : list of float
+        Loss after every refinement iteration.
+    d_over_r0 : `numpy.ndarray`
+        Per-frame seeing estimate from the fitted mode variances (modes 3+, field average).
+    timing : dict
+        Seconds spent in each stage.
+    settings : dict
+        The settings used.
+    padding : int
+        Border, in pixels, that was solved for outside the field.
+    """
+
+    objects: dict
+    modes: np.ndarray
+    model_frames: list
+    loss_history: list
+    d_over_r0: np.ndarray
+    timing: dict
+    settings: dict
+    padding: int
+    device: str = ""
+    iterations: int = 0
+    converged: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def solve(burst, *, forward=None, settings=None, **options):
+    """
+    Restore the objects of a burst and estimate every frame's wavefront over the whole field.
+
+    Stage 1 fits, on overlapping isoplanatic patches, the wavefronts with the objects eliminated in
+    closed form and interpolates them onto the mode grid. Stage 2 refines objects and mode maps
+    together with the spatially variant forward model over the whole field: no mosaic.
+
+    Parameters
+    ----------
+    burst : `~sunpy_momfbd.solver.Burst`
+        The problem.
+    forward : callable, optional
+        ``forward(setup)`` returns the `~sunpy_momfbd.forward.ForwardModel` of a channel;
+        `~sunpy_momfbd.forward.PhysicalForward` by default.
+    settings : `SolverSettings`, optional
+        Settings; keyword ``options`` override individual fields.
+
+    Returns
+    -------
+    `Solution`
+
+    References
+    ----------
+    .. [1] van Noort, M., Rouppe van der Voort, L. & Löfdahl, M. G. 2005, Sol. Phys. 228, 191.
+    .. [2] Löfdahl, M. G. 2002, Proc. SPIE 4792, 146.
+    .. [3] Paxman, R. G., Schulz, T. J. & Fienup, J. R. 1992, J. Opt. Soc. Am. A 9, 1072.
+    """
+    if not isinstance(burst, Burst):
+        msg = f"burst must be a sunpy_momfbd.solver.Burst, got {type(burst).__name__}"
+        raise TypeError(msg)
+    settings = SolverSettings(**{**(asdict(settings) if settings else {}), **options})
+    torch.manual_seed(settings.seed)
+    problem = _Problem(burst, settings, forward or PhysicalForward)
+    timing = {}
+
+    start = time.perf_counter()
+    if settings.init_iterations > 0:
+        patch_modes = patch_wavefronts(problem, settings.patch_size, settings.mode_steps, settings.init_iterations)
+        modes = to_mode_grid(patch_modes, problem.shape, settings.mode_grid, problem.padding)
+    else:
+        modes = torch.zeros(
+            problem.n_frames, problem.n_modes, *settings.mode_grid, device=problem.device, dtype=problem.dtype
+        )
+    timing["initialisation"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    objects, modes, history, converged = _refine(problem, modes)
+    timing["refinement"] = time.perf_counter() - start
+    return problem.solution(objects, modes, history, converged, timing)
+
+
+class _Problem:
+    """Data, optics and forward models of a burst prepared on the working device."""
+
+    def __init__(self, burst, settings, forward):
+        self.settings = settings
+        self.device = _device(settings.device)
+        self.dtype = settings.dtype
+        self.burst = burst
+        self.setups = [c.setup for c in burst.channels]
+        self.models = [forward(setup).to(self.device) for setup in self.setups]
+        self.frames = [f.to(self.device, self.dtype) for f in burst.frames]
+        self.noise = [noise_variance(f, 1 / s.sampling) for f, s in zip(self.frames, self.setups, strict=True)]
+        self.scales = burst.wavelength_scales()
+        self.diversities = burst.diversities().to(self.device, self.dtype)  # (n_channels, n_modes)
+        self.objects = burst.objects
+        self.n_frames, self.n_modes, self.shape = burst.n_frames, burst.n_modes, burst.shape
+        self.padding = max(_reach(model) for model in self.models)
+
+    def channels_of(self, object_id):
+        return [i for i, c in enumerate(self.burst.channels) if c.object_id == object_id]
+
+    @property
+    def padded_shape(self):
+        return tuple(n + 2 * self.padding for n in self.shape)
+
+    def cutoff(self, object_id):
+        return max(1 / self.setups[c].sampling for c in self.channels_of(object_id))
+
+    @property
+    def field(self):
+        """Slices of the observed field inside the padded field."""
+        return tuple(slice(self.padding, self.padding + n) for n in self.shape)
+
+    def channel_modes(self, modes, channel):
+        """A channel's modes: mean tip-tilt over frames removed, scaled to its wavelength, plus diversity."""
+        tilt = modes[:, :2] - modes[:, :2].mean(dim=0, keepdim=True)
+        return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + self.diversities[channel, :, None, None]
+
+    def solution(self, objects, modes, history, converged, timing):
+        crop = self.field
+        with torch.no_grad():
+            model_frames = [
+                self.predict(objects, modes, c)[(slice(None), *crop)].cpu().numpy() for c in range(len(self.frames))
+            ]
+        field_modes = resample_modes(
+            self.channel_modes(modes, 0) - self.diversities[0, :, None, None],
+            self.padded_shape,
+            (self.padding, self.padding),
+            self.shape,
+            self.settings.mode_grid,
+        )
+        high = field_modes[:, 2:].square().mean(dim=(-2, -1))
+        variance = torch.as_tensor(kl_variance(self.n_modes)[2:], dtype=high.dtype, device=high.device)
+        d_over_r0 = ((high / variance).mean(dim=1)) ** (3 / 5)
+        return Solution(
+            objects={k: o.detach()[crop].cpu().numpy() for k, o in objects.items()},
+            modes=field_modes.detach().cpu().numpy(),
+            model_frames=model_frames,
+            loss_history=history,
+            d_over_r0=d_over_r0.detach().cpu().numpy(),
+            timing=timing,
+            settings={k: str(v) if isinstance(v, torch.dtype) else v for k, v in asdict(self.settings).items()},
+            padding=self.padding,
+            device=str(self.device),
+            iterations=len(history),
+            converged=converged,
+        )
+
+    def predict(self, objects, modes, channel, frames=slice(None)):
+        obj = objects[self.burst.channels[channel].object_id]
+        channel_modes = self.channel_modes(modes, channel)[frames]
+        return self.models[channel](obj.expand(channel_modes.shape[0], *obj.shape), channel_modes)
+
+
+def _refine(problem, modes):
+    """Joint optimisation of band-limited objects and mode maps over the whole padded field."""
+    settings = problem.settings
+    crop = (slice(None), *problem.field)
+    objects, priors = {}, {}
+    for object_id in problem.objects:
+        estimate, precondition, priors[object_id] = wiener_start(problem, modes, object_id, settings.object_prior)
+        objects[object_id] = PreconditionedObject(estimate, precondition)
+    free_modes = modes.clone().requires_grad_()
+    variance = torch.tensor(kl_variance(problem.n_modes), device=problem.device, dtype=problem.dtype)
+    n_data = sum(f.numel() for f in problem.frames)
+    n_pixels = math.prod(problem.padded_shape)
+    batches = _batches(problem.n_frames, settings.frame_batch)
+
+    def closure():
+        optimiser.zero_grad()
+        total = 0.0
+        for frames in batches:
+            estimate = {k: o() for k, o in objects.items()}
+            loss = 0
+            for c, data in enumerate(problem.frames):
+                residual = problem.predict(estimate, free_modes, c, frames)[crop] - data[frames]
+                weight = problem.burst.channels[c].weight / problem.noise[c][frames, None, None]
+                loss = loss + (weight * residual.square()).sum() / n_data
+            if frames == batches[0]:
+                loss = loss + _smoothness(free_modes, variance, settings.smoothness)
+                loss = loss + sum(prior_penalty(estimate[k], priors[k]) for k in estimate) / (n_data * n_pixels)
+            loss.backward()
+            total += float(loss.detach())
+        return total
+
+    parameters = [o.variable for o in objects.values()] + [free_modes]
+    if settings.optimizer == "lbfgs":
+        optimiser = torch.optim.LBFGS(parameters, max_iter=1, line_search_fn="strong_wolfe", history_size=20)
+    else:
+        optimiser = torch.optim.Adam(parameters, lr=settings.learning_rate)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(settings.n_iterations, 1))
+
+    history, converged = [], False
+    with tqdm(total=settings.n_iterations, desc="MOMFBD", disable=not settings.progress, leave=False) as bar:
+        for _ in range(settings.n_iterations):
+            loss = float(optimiser.step(closure))
+            if settings.optimizer == "adam":
+                schedule.step()
+            history.append(loss)
+            bar.set_postfix(loss=f"{loss:.5g}")
+            bar.update()
+            if len(history) > 5 and abs(history[-6] - loss) <= settings.tolerance * abs(loss):
+                converged = True
+                break
+    with torch.no_grad():
+        return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
+
+
+def _smoothness(modes, variance, weight):
+    """Squared differences of the mode maps between neighbouring grid points, per mode variance."""
+    scaled = modes / variance.sqrt()[:, None, None]
+    return weight * sum(scaled.diff(dim=d).square().mean() for d in (-2, -1) if modes.shape[d] > 1)
+
+
+def _reach(model):
+    """Half the support of a forward model's PSFs: the border the object is solved for."""
+    size = getattr(model, "psf_size", None)
+    return int(size // 2) if size else int(getattr(model, "receptive_radius", 16))
+
+
+def _batches(n_frames, batch):
+    batch = n_frames if batch is None else max(1, int(batch))
+    return [slice(i, min(i + batch, n_frames)) for i in range(0, n_frames, batch)]
+
+
+def _device(name):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
