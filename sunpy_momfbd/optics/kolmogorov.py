@@ -112,7 +112,7 @@ def kl_variance(n_modes, obscuration=0.0):
     >>> round(float(variance[:2].sum()), 2)  # tip + tilt, Noll's Δ1 - Δ3 = 0.896
     0.9
     """
-    return np.diag(kl_covariance(n_modes, obscuration))
+    return np.diag(kl_covariance(n_modes, obscuration)).copy()
 
 
 def random_coefficients(n, d_over_r0, n_modes=44, rng=None, obscuration=0.0):

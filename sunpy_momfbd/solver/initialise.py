@@ -18,6 +18,7 @@ import math
 import torch
 
 from sunpy_momfbd.forward import interpolation_matrix
+from sunpy_momfbd.optics import psf
 from sunpy_momfbd.solver.fourier import band_mask, otf, radial_frequency, tukey_window
 
 __all__ = ["patch_layout", "patch_wavefronts", "to_mode_grid"]
@@ -98,6 +99,8 @@ def patch_wavefronts(problem, patch_size, mode_steps=(5, 14, None), iterations=4
 
     n_frames, n_modes = problem.n_frames, problem.n_modes
     coefficients = torch.zeros(py * px, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
+    # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
+    coefficients[..., :2] = _tilt_from_motion(spectra[0], problem.setups[0]) / problem.scales[0]
     for step in mode_steps:
         active = n_modes if step is None else min(step, n_modes)
         free = coefficients[..., :active].clone().requires_grad_()
@@ -162,6 +165,63 @@ def _metric(problem, coefficients, spectra, weights, bands, gamma, size):
             energy = energy + (data.abs().square() * weights[c] * bands[c]).sum(dim=0)
         total = total + (energy - numerator.abs().square() / denominator).sum()
     return total / (size * size * math.prod(coefficients.shape[:2]))
+
+
+def _tilt_from_motion(spectra, setup):
+    """
+    Tip and tilt of each frame from its shift against the frames' mean (cross-correlation peak).
+
+    Parameters
+    ----------
+    spectra : `torch.Tensor`
+        Windowed patch spectra of one channel, shape (n_frames, n_patches, P, P // 2 + 1).
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+        The channel's optics.
+
+    Returns
+    -------
+    `torch.Tensor`
+        Tip and tilt in radians, shape (n_patches, n_frames, 2).
+    """
+    size = spectra.shape[-2]
+    # Against the first frame, then against the mean of the frames aligned on it; a plain mean
+    # reference would pull every shift towards zero (each frame correlates with itself in it).
+    shifts = _shifts(spectra, spectra[:1])
+    frequency_y = torch.fft.fftfreq(size, device=spectra.device, dtype=shifts.dtype)[:, None]
+    frequency_x = torch.fft.rfftfreq(size, device=spectra.device, dtype=shifts.dtype)[None, :]
+    ramp = frequency_y * shifts[..., 0, None, None] + frequency_x * shifts[..., 1, None, None]
+    aligned = (spectra * torch.exp(2j * torch.pi * ramp)).mean(dim=0, keepdim=True)
+    shifts = _shifts(spectra, aligned)
+    shifts = shifts - shifts.mean(dim=0, keepdim=True)
+    # Radians of tip (x) and tilt (y) per pixel of image motion, from the PSF's own centroid shift.
+    probe = torch.zeros(2, setup.n_modes, dtype=spectra.real.dtype, device=spectra.device)
+    probe[0, 0] = probe[1, 1] = 0.5
+    kernel = psf(probe, setup, size)
+    position = torch.arange(size, dtype=kernel.dtype, device=kernel.device) - size // 2
+    per_pixel = 0.5 / torch.stack([(kernel[0].sum(dim=0) * position).sum(), (kernel[1].sum(dim=1) * position).sum()])
+    tilt = shifts.flip(-1) * per_pixel  # x shift → tip, y shift → tilt
+    return tilt.transpose(0, 1)
+
+
+def _shifts(spectra, reference):
+    """Sub-pixel (y, x) shift of each image against a reference, from the cross-correlation peak."""
+    size = spectra.shape[-2]
+    correlation = torch.fft.fftshift(torch.fft.irfft2(spectra * reference.conj(), s=(size, size)), dim=(-2, -1))
+    flat = correlation.flatten(-2).argmax(dim=-1)
+    peak = torch.stack([flat // size, flat % size], dim=-1).clamp(1, size - 2)
+    shifts = []
+    for axis, step in ((0, (1, 0)), (1, (0, 1))):
+        values = [_gather(correlation, peak + torch.tensor(step, device=peak.device) * k) for k in (-1, 0, 1)]
+        curvature = values[0] - 2 * values[1] + values[2]
+        offset = torch.where(curvature < 0, 0.5 * (values[0] - values[2]) / curvature, 0).clamp(-1, 1)
+        shifts.append(peak[..., axis] - size // 2 + offset)
+    return torch.stack(shifts, dim=-1)
+
+
+def _gather(values, index):
+    """Values at integer (row, column) positions, for leading batch dimensions."""
+    rows = values.gather(-2, index[..., :1, None].expand(*index.shape[:-1], 1, values.shape[-1]))
+    return rows.squeeze(-2).gather(-1, index[..., 1:]).squeeze(-1)
 
 
 def _zero_mean_tilt(coefficients, dim):

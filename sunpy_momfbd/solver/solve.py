@@ -235,9 +235,10 @@ class _Problem:
             self.shape,
             self.settings.mode_grid,
         )
-        high = field_modes[:, 2:].square().mean(dim=(-2, -1))
-        variance = torch.as_tensor(kl_variance(self.n_modes)[2:], dtype=high.dtype, device=high.device)
-        d_over_r0 = ((high / variance).mean(dim=1)) ** (3 / 5)
+        # Seeing from the variance of the modes beyond tip-tilt (tip-tilt is anchored to zero mean),
+        # weighted by their Kolmogorov variance so that the well-measured low orders dominate.
+        high = field_modes[:, 2:].square().mean(dim=(-2, -1)).sum(dim=1)
+        d_over_r0 = (high / float(kl_variance(self.n_modes)[2:].sum())) ** (3 / 5)
         return Solution(
             objects={k: o.detach()[crop].cpu().numpy() for k, o in objects.items()},
             modes=field_modes.detach().cpu().numpy(),

@@ -1,0 +1,258 @@
+"""The MOMFBD solver recovers known truths from simulated bursts."""
+
+import numpy as np
+import pytest
+import torch
+
+from sunpy_momfbd.forward import EmulatorForward
+from sunpy_momfbd.optics import OpticalSetup, defocus_coefficients
+from sunpy_momfbd.simulate import simulate_burst, simulate_frames
+from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
+
+FAST = {"n_iterations": 40, "progress": False}
+
+
+def power_law_scene(size, seed, slope=1.5, contrast=0.15):
+    """A granulation-like random scene: power-law spectrum, positive, mean 1000."""
+    rng = np.random.default_rng(seed)
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size)))
+    field = np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / np.maximum(frequency, 1 / size) ** slope).real
+    return 1000 * (1 + contrast * field / field.std())
+
+
+def error(image, truth, margin=4):
+    """RMS error relative to the truth's contrast, after the best linear intensity fit."""
+    inner = (slice(margin, -margin),) * 2
+    a, t = image[inner].ravel(), truth[inner].ravel()
+    design = np.stack([a, np.ones_like(a)], axis=1)
+    fit = design @ np.linalg.lstsq(design, t, rcond=None)[0]
+    return np.sqrt(np.mean((fit - t) ** 2)) / t.std()
+
+
+def shift_between(image, reference):
+    """Sub-pixel shift of ``image`` relative to ``reference`` from the cross-correlation peak."""
+    a = image - image.mean()
+    b = reference - reference.mean()
+    correlation = np.fft.fftshift(np.fft.ifft2(np.fft.fft2(a) * np.conj(np.fft.fft2(b))).real)
+    peak = np.unravel_index(correlation.argmax(), correlation.shape)
+    shift = []
+    for axis in (0, 1):
+        before, after = list(peak), list(peak)
+        before[axis] -= 1
+        after[axis] += 1
+        c0, cm, cp = correlation[peak], correlation[tuple(before)], correlation[tuple(after)]
+        shift.append(peak[axis] - correlation.shape[axis] // 2 + 0.5 * (cm - cp) / (cm - 2 * c0 + cp))
+    return np.array(shift)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return OpticalSetup(sampling=2.2)
+
+
+@pytest.fixture(scope="module")
+def isoplanatic(setup):
+    scene = power_law_scene(64 + 54, seed=7)
+    return simulate_burst(scene, setup, 8, 6.0, np.inf, 1, photons=2000, rng=3)
+
+
+@pytest.fixture(scope="module")
+def isoplanatic_solution(isoplanatic, setup):
+    return solve(Burst([Channel(isoplanatic.frames, setup)]), **FAST)
+
+
+def test_restoration_beats_the_burst_mean_and_the_best_frame(isoplanatic, isoplanatic_solution):
+    truth = isoplanatic.diffraction_limited
+    restored = error(isoplanatic_solution.objects["object"], truth)
+    mean = error(isoplanatic.frames.mean(axis=0), truth)
+    best = min(error(frame, truth) for frame in isoplanatic.frames)
+    assert restored < 0.6 * mean
+    assert restored < 0.5 * best
+
+
+def test_wavefronts_are_recovered(isoplanatic, isoplanatic_solution):
+    truth = isoplanatic.modes
+    estimate = isoplanatic_solution.modes
+    assert estimate.shape == truth.shape
+    residual = np.sqrt(((estimate - truth) ** 2).sum(axis=1).mean())
+    assert residual < 0.7 * np.sqrt((truth**2).sum(axis=1).mean())
+    # Tip-tilt, the largest part of the wavefront, is recovered well.
+    assert np.sqrt(((estimate[:, :2] - truth[:, :2]) ** 2).mean()) < 0.25 * np.sqrt((truth[:, :2] ** 2).mean())
+    np.testing.assert_allclose(estimate[:, :2].mean(axis=0), 0, atol=1e-5)  # mean tip-tilt fixed to zero
+
+
+def test_flux_is_conserved_and_the_object_aligned(isoplanatic, isoplanatic_solution):
+    restored = isoplanatic_solution.objects["object"]
+    assert restored.mean() == pytest.approx(isoplanatic.frames.mean(), rel=0.005)
+    assert np.all(np.abs(shift_between(restored, isoplanatic.diffraction_limited)) < 0.25)
+
+
+def test_solution_reports_what_it_did(isoplanatic_solution):
+    solution = isoplanatic_solution
+    assert solution.model_frames[0].shape == (8, 64, 64)
+    assert solution.loss_history[-1] < solution.loss_history[0]
+    assert solution.iterations == len(solution.loss_history)
+    assert set(solution.timing) == {"initialisation", "refinement"}
+    assert solution.device == "cpu"
+    # The fitted seeing is of the order of the simulated D/r0 = 6.
+    assert np.median(solution.d_over_r0) == pytest.approx(6, rel=0.5)
+
+
+def test_spatially_variant_burst_is_restored_over_the_whole_field(setup):
+    scene = power_law_scene(128 + 54, seed=11)
+    burst = simulate_burst(scene, setup, 6, 5.0, 60.0, 4, photons=2000, rng=5)
+    solution = solve(Burst([Channel(burst.frames, setup)]), mode_grid=4, patch_size=64, **FAST)
+    truth = burst.diffraction_limited
+    restored = solution.objects["object"]
+    assert error(restored, truth) < 0.6 * error(burst.frames.mean(axis=0), truth)
+    # No quadrant is left behind: the whole field is restored, not just its centre.
+    for quadrant in ((slice(0, 64), slice(0, 64)), (slice(64, None), slice(64, None))):
+        assert error(restored[quadrant], truth[quadrant]) < 0.7 * error(
+            burst.frames.mean(axis=0)[quadrant], truth[quadrant]
+        )
+
+
+def diversity_burst(setup, n_frames, seed):
+    """A burst and, for the same wavefronts, the frames of a camera defocused by one wave."""
+    scene = power_law_scene(64 + 54, seed=seed)
+    burst = simulate_burst(scene, setup, n_frames, 4.0, np.inf, 1, photons=2000, rng=seed)
+    diversity = defocus_coefficients(1.0, setup.n_modes)
+    defocused = simulate_frames(
+        scene, burst.scene_modes + diversity[None, :, None, None], setup, photons=2000, rng=seed + 100
+    )
+    margin = burst.margin
+    return burst, Channel(defocused[:, margin:-margin, margin:-margin], setup, diversity=diversity)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_phase_diversity_improves_wavefronts_and_does_no_harm(setup, seed):
+    burst, defocused = diversity_burst(setup, 2, seed)
+    plain = solve(Burst([Channel(burst.frames, setup)]), **FAST)
+    with_diversity = solve(Burst([Channel(burst.frames, setup), defocused]), **FAST)
+    wavefront_error = lambda solution: np.sqrt(((solution.modes - burst.modes) ** 2).sum(axis=1).mean())  # noqa: E731
+    assert wavefront_error(with_diversity) < 0.8 * wavefront_error(plain)
+    truth = burst.diffraction_limited
+    assert error(with_diversity.objects["object"], truth) < 1.1 * error(plain.objects["object"], truth)
+
+
+def test_phase_diversity_restores_a_single_frame(setup):
+    burst, defocused = diversity_burst(setup, 1, 23)
+    solution = solve(Burst([Channel(burst.frames, setup), defocused]), **FAST)
+    truth = burst.diffraction_limited
+    assert error(solution.objects["object"], truth) < 0.7 * error(burst.frames[0], truth)
+
+
+def test_two_objects_at_two_wavelengths_share_the_wavefront():
+    import astropy.units as u
+
+    blue = OpticalSetup(sampling=2.2, wavelength=450 * u.nm)
+    red = OpticalSetup(sampling=2.2 * 656 / 450, wavelength=656 * u.nm)
+    scene_blue = power_law_scene(64 + 54, seed=31)
+    scene_red = power_law_scene(64 + 54, seed=32, slope=1.2)
+    burst = simulate_burst(scene_blue, blue, 6, 6.0, np.inf, 1, photons=2000, rng=10)
+    # The same wavefront seen at 656 nm: radians scale by 450 / 656.
+    red_frames = simulate_frames(scene_red, burst.scene_modes * 450 / 656, red, photons=2000, rng=11)
+    margin = burst.margin
+    red_frames = red_frames[:, margin:-margin, margin:-margin]
+    red_truth = simulate_frames(scene_red, np.zeros((1, 44, 1, 1)), red)[0, margin:-margin, margin:-margin]
+    channels = [Channel(burst.frames, blue, object_id="blue"), Channel(red_frames, red, object_id="red")]
+    solution = solve(Burst(channels), **FAST)
+    assert set(solution.objects) == {"blue", "red"}
+    for name, truth, frames in (("blue", burst.diffraction_limited, burst.frames), ("red", red_truth, red_frames)):
+        assert error(solution.objects[name], truth) < 0.7 * error(frames.mean(axis=0), truth)
+
+
+def test_frame_batches_accumulate_the_same_gradient(isoplanatic, setup):
+    burst = Burst([Channel(isoplanatic.frames, setup)])
+    options = {"n_iterations": 3, "init_iterations": 5, "progress": False, "dtype": torch.float64}
+    whole = solve(burst, **options)
+    batched = solve(burst, frame_batch=3, **options)
+    np.testing.assert_allclose(batched.loss_history, whole.loss_history, rtol=1e-8)
+    np.testing.assert_allclose(batched.objects["object"], whole.objects["object"], rtol=1e-6)
+
+
+def test_solver_is_reproducible(isoplanatic, setup):
+    burst = Burst([Channel(isoplanatic.frames, setup)])
+    first = solve(burst, n_iterations=3, init_iterations=3, progress=False)
+    second = solve(burst, n_iterations=3, init_iterations=3, progress=False)
+    np.testing.assert_array_equal(first.objects["object"], second.objects["object"])
+
+
+def test_emulator_forward_model_drives_the_solver(isoplanatic, setup):
+    torch.manual_seed(0)
+    emulator = EmulatorForward(setup, width=4, depth=2)
+    solution = solve(
+        Burst([Channel(isoplanatic.frames[:3], setup)]),
+        forward=lambda _: emulator,
+        n_iterations=4,
+        init_iterations=2,
+        progress=False,
+    )
+    assert np.all(np.isfinite(solution.objects["object"]))
+    assert solution.loss_history[-1] < solution.loss_history[0]
+
+
+def test_adam_optimiser_also_converges(isoplanatic, setup):
+    solution = solve(
+        Burst([Channel(isoplanatic.frames, setup)]),
+        optimizer="adam",
+        n_iterations=60,
+        learning_rate=0.02,
+        progress=False,
+    )
+    assert error(solution.objects["object"], isoplanatic.diffraction_limited) < error(
+        isoplanatic.frames.mean(axis=0), isoplanatic.diffraction_limited
+    )
+
+
+@pytest.mark.gpu
+def test_gpu_solve_matches_cpu_quality(isoplanatic, setup):
+    solution = solve(Burst([Channel(isoplanatic.frames, setup)]), device="cuda", **FAST)
+    assert solution.device.startswith("cuda")
+    truth = isoplanatic.diffraction_limited
+    assert error(solution.objects["object"], truth) < 0.6 * error(isoplanatic.frames.mean(axis=0), truth)
+
+
+class TestBadProblems:
+    def test_shape_mismatch_between_channels(self, setup):
+        with pytest.raises(ValueError, match="same \\(n_frames, H, W\\)"):
+            Burst([Channel(np.ones((4, 32, 32)), setup), Channel(np.ones((4, 32, 30)), setup, object_id="b")])
+
+    def test_unknown_object_ids(self, setup):
+        with pytest.raises(ValueError, match="unknown ids \\['wideband'\\]"):
+            Burst([Channel(np.ones((4, 32, 32)), setup, object_id="wideband")], objects=["narrowband"])
+
+    def test_non_finite_frames_are_named(self, setup):
+        frames = np.ones((4, 32, 32))
+        frames[2, 5, 5] = np.nan
+        with pytest.raises(ValueError, match="frames \\[2\\] contain NaN"):
+            Burst([Channel(frames, setup)])
+
+    def test_too_few_frames(self, setup):
+        with pytest.raises(ValueError, match="only 1 image"):
+            Burst([Channel(np.ones((1, 32, 32)), setup)])
+
+    def test_diversity_of_the_wrong_length(self, setup):
+        with pytest.raises(ValueError, match="diversity must be 44"):
+            Burst([Channel(np.ones((2, 32, 32)), setup, diversity=np.zeros(10))])
+
+    def test_not_a_stack_of_frames(self, setup):
+        with pytest.raises(ValueError, match="frames must have shape"):
+            Burst([Channel(np.ones((32, 32)), setup)])
+
+    def test_missing_wavelengths(self, setup):
+        import astropy.units as u
+
+        with_wavelength = OpticalSetup(sampling=2.2, wavelength=500 * u.nm)
+        with pytest.raises(ValueError, match="have no wavelength"):
+            Burst([Channel(np.ones((2, 32, 32)), with_wavelength), Channel(np.ones((2, 32, 32)), setup, "b")])
+
+    def test_bad_settings(self):
+        with pytest.raises(ValueError, match="mode_grid"):
+            SolverSettings(mode_grid=(0, 2))
+        with pytest.raises(ValueError, match="optimizer"):
+            SolverSettings(optimizer="sgd")
+
+    def test_solve_needs_a_burst(self):
+        with pytest.raises(TypeError, match="Burst"):
+            solve(np.ones((4, 32, 32)))
