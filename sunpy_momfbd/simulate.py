@@ -50,7 +50,7 @@ class SimulatedBurst:
     The scene extends beyond the observed field by ``margin`` pixels on every side, as the sky
     does beyond a detector, so the frames are exact observations right up to their edges.
 
-    Attributes
+    Parameters
     ----------
     frames : `numpy.ndarray`
         Degraded frames, shape (n_frames, h, w) with h = H - 2 margin, in the scene's intensity scale.

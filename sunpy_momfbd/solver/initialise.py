@@ -29,7 +29,7 @@ LOWEST_FREQUENCY = 4
 
 def patch_layout(image_size, patch_size):
     """
-    A grid of overlapping square patches covering an image.
+    Lay out a grid of overlapping square patches covering an image.
 
     Parameters
     ----------

@@ -44,7 +44,7 @@ class PreconditionedObject(torch.nn.Module):
         self.variable = torch.nn.Parameter(torch.fft.irfft2(spectrum * inverse, s=self.shape))
 
     def forward(self):
-        """The object, shape (H, W), in the data's intensity scale."""
+        """Return the object, shape (H, W), in the data's intensity scale."""
         return torch.fft.irfft2(torch.fft.rfft2(self.variable) * self.precondition, s=self.shape) * self.scale
 
 
@@ -106,7 +106,7 @@ def wiener_start(problem, modes, object_id, strength=1.0):
 
 def prior_penalty(obj, prior):
     r"""
-    The prior's term :math:`\sum_f \gamma(f) |\hat O(f)|^2` over the full FFT grid.
+    Evaluate the prior term :math:`\sum_f \gamma(f) |\hat O(f)|^2` over the full FFT grid.
 
     Parameters
     ----------

@@ -54,6 +54,11 @@ class SolverSettings:
         Frames per batch for gradient accumulation (None: all at once). Bounds memory.
     device : str
         "auto" (CUDA, then MPS, then CPU), or a torch device name.
+    mixed_precision : bool
+        Evaluate the forward models under bfloat16 autocast on CUDA (ignored elsewhere).
+    checkpointing : bool
+        Recompute network activations in the backward pass instead of storing them (emulator
+        forward models only): less memory, more time.
     dtype : torch.dtype
         Working precision, float32 by default (float64 for reference runs).
     seed : int
@@ -74,6 +79,8 @@ class SolverSettings:
     smoothness: float = 1e-3
     frame_batch: int | None = None
     device: str = "auto"
+    mixed_precision: bool = False
+    checkpointing: bool = False
     dtype: torch.dtype = torch.float32
     seed: int = 0
     progress: bool = True
@@ -97,7 +104,7 @@ class Solution:
     """
     Result of `solve`.
 
-    Attributes
+    Parameters
     ----------
     objects : dict of str to `numpy.ndarray`
         Restored object per object id, shape (H, W), in the frames' intensity scale.
@@ -116,6 +123,14 @@ class Solution:
         The settings used.
     padding : int
         Border, in pixels, that was solved for outside the field.
+    device : str
+        Device the solve ran on.
+    iterations : int
+        Refinement iterations run.
+    converged : bool
+        Whether the loss change fell below the tolerance before the iteration cap.
+    extra : dict
+        Anything else a caller wants to keep with the solution.
     """
 
     objects: dict
@@ -156,9 +171,9 @@ def solve(burst, *, forward=None, settings=None, **options):
 
     References
     ----------
-    .. [1] van Noort, M., Rouppe van der Voort, L. & Löfdahl, M. G. 2005, Sol. Phys. 228, 191.
-    .. [2] Löfdahl, M. G. 2002, Proc. SPIE 4792, 146.
-    .. [3] Paxman, R. G., Schulz, T. J. & Fienup, J. R. 1992, J. Opt. Soc. Am. A 9, 1072.
+    * van Noort, M., Rouppe van der Voort, L. & Löfdahl, M. G. 2005, Sol. Phys. 228, 191.
+    * Löfdahl, M. G. 2002, Proc. SPIE 4792, 146.
+    * Paxman, R. G., Schulz, T. J. & Fienup, J. R. 1992, J. Opt. Soc. Am. A 9, 1072.
     """
     if not isinstance(burst, Burst):
         msg = f"burst must be a sunpy_momfbd.solver.Burst, got {type(burst).__name__}"
@@ -194,6 +209,9 @@ class _Problem:
         self.burst = burst
         self.setups = [c.setup for c in burst.channels]
         self.models = [forward(setup).to(self.device) for setup in self.setups]
+        for model in self.models:
+            if settings.checkpointing and hasattr(model, "checkpointing"):  # networks only
+                model.checkpointing = True
         self.frames = [f.to(self.device, self.dtype) for f in burst.frames]
         self.noise = [noise_variance(f, 1 / s.sampling) for f, s in zip(self.frames, self.setups, strict=True)]
         self.scales = burst.wavelength_scales()
@@ -218,7 +236,7 @@ class _Problem:
         return tuple(slice(self.padding, self.padding + n) for n in self.shape)
 
     def channel_modes(self, modes, channel):
-        """A channel's modes: mean tip-tilt over frames removed, scaled to its wavelength, plus diversity."""
+        """Return a channel's modes: mean tip-tilt over frames removed, scaled to its wavelength, plus diversity."""
         tilt = modes[:, :2] - modes[:, :2].mean(dim=0, keepdim=True)
         return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + self.diversities[channel, :, None, None]
 
@@ -254,9 +272,13 @@ class _Problem:
         )
 
     def predict(self, objects, modes, channel, frames=slice(None)):
+        """Model frames of a channel (a batch of frame indices) for given objects and mode maps."""
         obj = objects[self.burst.channels[channel].object_id]
         channel_modes = self.channel_modes(modes, channel)[frames]
-        return self.models[channel](obj.expand(channel_modes.shape[0], *obj.shape), channel_modes)
+        mixed = self.settings.mixed_precision and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=mixed):
+            image = self.models[channel](obj.expand(channel_modes.shape[0], *obj.shape), channel_modes)
+        return image.to(obj.dtype)
 
 
 def _refine(problem, modes):
