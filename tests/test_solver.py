@@ -256,3 +256,28 @@ class TestBadProblems:
     def test_solve_needs_a_burst(self):
         with pytest.raises(TypeError, match="Burst"):
             solve(np.ones((4, 32, 32)))
+
+
+def test_differential_tilt_and_defocus_error_of_a_diversity_camera_are_fitted(setup):
+    scene = power_law_scene(64 + 54, seed=41)
+    burst = simulate_burst(scene, setup, 4, 4.0, np.inf, 1, photons=4000, rng=41)
+    nominal = defocus_coefficients(1.0, setup.n_modes)
+    error_in_camera = np.zeros(setup.n_modes)
+    error_in_camera[0] = 1.0  # a differential tip of 1 rad (0.7 pixel)
+    actual = nominal + error_in_camera + defocus_coefficients(0.1, setup.n_modes)  # and 10 % more defocus
+    defocused = simulate_frames(scene, burst.scene_modes + actual[None, :, None, None], setup, photons=4000, rng=42)
+    margin = burst.margin
+    channels = [
+        Channel(burst.frames, setup),
+        Channel(defocused[:, margin:-margin, margin:-margin], setup, diversity=nominal),
+    ]
+    fitted = solve(Burst(channels), fit_diversity=True, **FAST)
+    fixed = solve(Burst(channels), **FAST)
+    offsets = fitted.diversity_offsets[1]
+    defocus = np.abs(nominal).argmax()
+    assert offsets[0] == pytest.approx(1.0, abs=0.3)
+    assert offsets[defocus] == pytest.approx(defocus_coefficients(0.1, setup.n_modes)[defocus], rel=0.5)
+    np.testing.assert_array_equal(fitted.diversity_offsets[0], 0)  # the reference channel is not refined
+    assert np.all(fixed.diversity_offsets == 0)
+    truth = burst.diffraction_limited
+    assert error(fitted.objects["object"], truth) < error(fixed.objects["object"], truth)

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sunpy_momfbd.forward import PhysicalForward, resample_modes
-from sunpy_momfbd.optics import kl_variance
+from sunpy_momfbd.optics import defocus_coefficients, kl_variance
 from sunpy_momfbd.solver.fourier import noise_variance
 from sunpy_momfbd.solver.initialise import patch_wavefronts, to_mode_grid
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
@@ -42,6 +42,9 @@ class SolverSettings:
         Side of the isoplanatic patches of the initialisation (pixels).
     init_iterations : int
         L-BFGS iterations per mode step of the initialisation (0 skips it: modes start at zero).
+    fit_diversity : bool
+        Also fit a differential tip, tilt and defocus of every channel that sees the same object as
+        an earlier channel (camera misalignment, an inexact diversity), in radians at its wavelength.
     object_prior : float
         Strength of the objects' power-law prior (a 1/f² spectrum fitted to the data at low
         frequencies), which keeps noise out of frequencies the data hardly constrain; 1 by default.
@@ -77,6 +80,7 @@ class SolverSettings:
     object_prior: float = 1.0
     mode_steps: tuple = (5, 14, None)
     smoothness: float = 1e-3
+    fit_diversity: bool = False
     frame_batch: int | None = None
     device: str = "auto"
     mixed_precision: bool = False
@@ -129,6 +133,9 @@ class Solution:
         Refinement iterations run.
     converged : bool
         Whether the loss change fell below the tolerance before the iteration cap.
+    diversity_offsets : `numpy.ndarray`
+        Fitted corrections to each channel's diversity (radians at its wavelength), shape
+        (n_channels, n_modes); zero unless ``fit_diversity``.
     extra : dict
         Anything else a caller wants to keep with the solution.
     """
@@ -144,6 +151,7 @@ class Solution:
     device: str = ""
     iterations: int = 0
     converged: bool = False
+    diversity_offsets: np.ndarray = None
     extra: dict = field(default_factory=dict)
 
 
@@ -216,12 +224,30 @@ class _Problem:
         self.noise = [noise_variance(f, 1 / s.sampling) for f, s in zip(self.frames, self.setups, strict=True)]
         self.scales = burst.wavelength_scales()
         self.diversities = burst.diversities().to(self.device, self.dtype)  # (n_channels, n_modes)
+        self.offsets = torch.zeros_like(self.diversities)  # fitted corrections to the diversities
         self.objects = burst.objects
         self.n_frames, self.n_modes, self.shape = burst.n_frames, burst.n_modes, burst.shape
         self.padding = max(_reach(model) for model in self.models)
 
     def channels_of(self, object_id):
         return [i for i, c in enumerate(self.burst.channels) if c.object_id == object_id]
+
+    def diversity_offsets(self, free):
+        """
+        Offsets of the diversities from the fitted tip, tilt and defocus of the refinable channels.
+
+        A channel is refinable when an earlier channel sees the same object: otherwise its tilt
+        would be indistinguishable from a shift of its object.
+        """
+        refinable = [c for c in range(len(self.setups)) if self.channels_of(self.burst.channels[c].object_id)[0] < c]
+        defocus = int(np.abs(defocus_coefficients(1.0, self.n_modes, self.setups[0].obscuration)).argmax())
+        offsets = torch.zeros_like(self.diversities)
+        offsets[np.ix_(refinable, [0, 1, defocus])] = free[: len(refinable)]
+        return offsets
+
+    @property
+    def n_refinable(self):
+        return sum(self.channels_of(c.object_id)[0] < i for i, c in enumerate(self.burst.channels))
 
     @property
     def padded_shape(self):
@@ -238,7 +264,8 @@ class _Problem:
     def channel_modes(self, modes, channel):
         """Return a channel's modes: mean tip-tilt over frames removed, scaled to its wavelength, plus diversity."""
         tilt = modes[:, :2] - modes[:, :2].mean(dim=0, keepdim=True)
-        return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + self.diversities[channel, :, None, None]
+        known = self.diversities[channel] + self.offsets[channel]
+        return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + known[:, None, None]
 
     def solution(self, objects, modes, history, converged, timing):
         crop = self.field
@@ -247,7 +274,7 @@ class _Problem:
                 self.predict(objects, modes, c)[(slice(None), *crop)].cpu().numpy() for c in range(len(self.frames))
             ]
         field_modes = resample_modes(
-            self.channel_modes(modes, 0) - self.diversities[0, :, None, None],
+            self.channel_modes(modes, 0) - (self.diversities[0] + self.offsets[0])[:, None, None],
             self.padded_shape,
             (self.padding, self.padding),
             self.shape,
@@ -269,6 +296,7 @@ class _Problem:
             device=str(self.device),
             iterations=len(history),
             converged=converged,
+            diversity_offsets=self.offsets.cpu().numpy(),
         )
 
     def predict(self, objects, modes, channel, frames=slice(None)):
@@ -290,6 +318,8 @@ def _refine(problem, modes):
         estimate, precondition, priors[object_id] = wiener_start(problem, modes, object_id, settings.object_prior)
         objects[object_id] = PreconditionedObject(estimate, precondition)
     free_modes = modes.clone().requires_grad_()
+    fit_offsets = settings.fit_diversity and problem.n_refinable > 0
+    free_offsets = modes.new_zeros(problem.n_refinable, 3, requires_grad=fit_offsets)
     variance = torch.tensor(kl_variance(problem.n_modes), device=problem.device, dtype=problem.dtype)
     n_data = sum(f.numel() for f in problem.frames)
     n_pixels = math.prod(problem.padded_shape)
@@ -300,6 +330,8 @@ def _refine(problem, modes):
         total = 0.0
         for frames in batches:
             estimate = {k: o() for k, o in objects.items()}
+            if fit_offsets:
+                problem.offsets = problem.diversity_offsets(free_offsets)
             loss = 0
             for c, data in enumerate(problem.frames):
                 residual = problem.predict(estimate, free_modes, c, frames)[crop] - data[frames]
@@ -312,7 +344,7 @@ def _refine(problem, modes):
             total += float(loss.detach())
         return total
 
-    parameters = [o.variable for o in objects.values()] + [free_modes]
+    parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":
         optimiser = torch.optim.LBFGS(parameters, max_iter=1, line_search_fn="strong_wolfe", history_size=20)
     else:
@@ -331,6 +363,7 @@ def _refine(problem, modes):
             if len(history) > 5 and abs(history[-6] - loss) <= settings.tolerance * abs(loss):
                 converged = True
                 break
+    problem.offsets = problem.offsets.detach()
     with torch.no_grad():
         return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
 
