@@ -19,4 +19,20 @@ except ImportError:  # pragma: no cover - only without a build (e.g. a bare sour
     except PackageNotFoundError:
         __version__ = "0.1.dev0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "deconvolve", "load", "save"]
+
+#: Headline entry points, imported on first use so that ``import sunpy_momfbd`` stays light.
+_LAZY = {"deconvolve": "sunpy_momfbd.api", "load": "sunpy_momfbd.io", "save": "sunpy_momfbd.io"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

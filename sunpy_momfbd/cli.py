@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sunpy_momfbd import __version__
+from sunpy_momfbd._cli_commands import configure_deconvolve, configure_demo, run_deconvolve, run_demo
 
 __all__ = ["SUBCOMMANDS", "CLIError", "Subcommand", "build_parser", "main"]
 
@@ -135,6 +136,14 @@ def _emulator_lines():
     from sunpy_momfbd.data import DATA_DIR  # noqa: PLC0415
 
     entries = {}
+    for card in sorted(DATA_DIR.glob("emulator/*/model_card.json")):
+        try:
+            meta = json.loads(card.read_text())
+            ranges = ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in (meta.get("trained_ranges") or {}).items())
+            summary = f"trained on {ranges}" if ranges else "model card without trained ranges"
+        except (OSError, ValueError, AttributeError, TypeError, IndexError):
+            summary = "unreadable model card"
+        entries[card.parent.name] = summary
     for weights in sorted(DATA_DIR.glob("*.safetensors")):
         card = weights.with_suffix(".json")
         summary = "no model card"
@@ -192,6 +201,148 @@ def _run_info(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# database
+# ---------------------------------------------------------------------------------------------
+
+
+def _configure_database(parser):
+    actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    reshape = actions.add_parser(
+        "reshape", help="cut a folder of images (JPEG/PNG/TIFF/FITS) into grayscale patches in a zarr store"
+    )
+    reshape.add_argument("folder", help="directory of images (searched recursively)")
+    reshape.add_argument("output", help="zarr store to write (resumed if it exists with the same settings)")
+    reshape.add_argument("--size", type=int, default=64, help="patch size in pixels (default 64)")
+    reshape.add_argument("--patches-per-image", type=int, default=16, help="random patches per image (default 16)")
+    reshape.add_argument("--rebin", type=int, default=1, help="average REBIN x REBIN pixel blocks first (default 1)")
+    reshape.add_argument("--seed", type=int, default=0, help="seed of the patch positions (default 0)")
+    for name, text in (
+        ("build", "degrade patches (or procedural scenes) into a store of training samples"),
+        ("validation", "build a spatially variant validation store"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("output", help="zarr store to write (resumed if it exists with the same settings)")
+        action.add_argument("-n", "--n-samples", type=int, required=True, help="number of samples")
+        action.add_argument("--patches", help="patch store from 'database reshape' (default: procedural scenes)")
+        action.add_argument(
+            "--config",
+            help="TOML file with a [degradation] (or [data.degradation]) table of DegradationConfig fields",
+        )
+        action.add_argument("--seed", type=int, help="seed of the random draws (overrides the config's)")
+        if name == "build":
+            action.add_argument(
+                "--variant", action="store_true", help="spatially variant wavefronts (layered turbulence)"
+            )
+    for action in actions.choices.values():
+        action.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _degradation_from(args):
+    import tomllib  # noqa: PLC0415
+
+    from sunpy_momfbd.database import DegradationConfig  # noqa: PLC0415
+
+    values = {}
+    if args.config:
+        with open(args.config, "rb") as stream:
+            try:
+                document = tomllib.load(stream)
+            except tomllib.TOMLDecodeError as err:
+                msg = f"{args.config} is not valid TOML: {err}"
+                raise CLIError(msg) from err
+        values = document.get("degradation", document.get("data", {}).get("degradation"))
+        if values is None:
+            msg = f"{args.config} has no [degradation] or [data.degradation] table"
+            raise CLIError(msg)
+    if args.seed is not None:
+        values = {**values, "seed": args.seed}
+    return DegradationConfig.from_dict(values)
+
+
+def _run_database(args):
+    try:
+        from sunpy_momfbd.database import build_samples, build_validation, reshape_images  # noqa: PLC0415
+
+        progress = not args.no_progress
+        if args.action == "reshape":
+            report = reshape_images(
+                args.folder,
+                args.output,
+                size=args.size,
+                patches_per_image=args.patches_per_image,
+                rebin=args.rebin,
+                seed=args.seed,
+                progress=progress,
+            )
+            print(
+                f"{report['n_patches']} patches from {report['n_images']} images in {args.output}; "
+                f"skipped {report['skipped']} unreadable or too small files"
+            )
+            return 0
+        config = _degradation_from(args)
+        if args.action == "build":
+            store = build_samples(
+                args.output,
+                args.n_samples,
+                config=config,
+                patches=args.patches,
+                variant=args.variant,
+                progress=progress,
+            )
+        else:
+            store = build_validation(
+                args.output, args.n_samples, config=config, patches=args.patches, progress=progress
+            )
+    except ImportError as err:
+        raise CLIError(str(err)) from err
+    print(f"{store.attrs['n_written']} {store.attrs['kind']} samples in {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def _configure_train(parser):
+    parser.add_argument("--config", help="TOML configuration file (see --print-config for every field)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print a complete, documented default configuration and exit"
+    )
+    parser.add_argument("--output", help="output directory (overrides run.output)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+def _run_train(args):
+    import dataclasses  # noqa: PLC0415
+
+    from sunpy_momfbd.training import TrainingConfig, default_toml, train  # noqa: PLC0415
+
+    if args.print_config:
+        print(default_toml())
+        return 0
+    if not args.config:
+        msg = "give --config FILE.toml (or --print-config to write one)"
+        raise CLIError(msg)
+    config = TrainingConfig.from_toml(args.config)
+    if args.output:
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, output=args.output))
+    try:
+        result = train(config, progress=not args.no_progress)
+    except ImportError as err:
+        raise CLIError(str(err)) from err
+    if result.emulator is not None:
+        variant = result.validation.get("variant", {})
+        summary = (
+            f"; spatially variant validation error median {variant['median']:.3g}, p95 {variant['p95']:.3g}"
+            if variant
+            else ""
+        )
+        print(f"emulator saved in {result.emulator}{summary}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # parser and entry point
 # ---------------------------------------------------------------------------------------------
 
@@ -201,6 +352,26 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         help="show versions, compute devices, instruments and installed emulators",
         configure=_configure_info,
         run=_run_info,
+    ),
+    "database": Subcommand(
+        help="build emulator training sets: reshape images into patches, build samples, build validation sets",
+        configure=_configure_database,
+        run=_run_database,
+    ),
+    "train": Subcommand(
+        help="train an emulator from a TOML configuration (single process or under torchrun)",
+        configure=_configure_train,
+        run=_run_train,
+    ),
+    "deconvolve": Subcommand(
+        help="restore a burst of FITS frames and write the result to ASDF or FITS",
+        configure=configure_deconvolve,
+        run=run_deconvolve,
+    ),
+    "demo": Subcommand(
+        help="restore a synthetic DKIST/VBI burst and write an ASDF file and a PNG quicklook",
+        configure=configure_demo,
+        run=run_demo,
     ),
 }
 

@@ -307,7 +307,35 @@ class EmulatorForward(ForwardModel):
 
     # ----------------------------------------------------------------------------------- forward
 
-    def _blur(self, obj, modes):
+    def blur_conditioned(self, obj, modes, conditioning):
+        """
+        Blur with an explicit conditioning vector per sample (for training on mixed optics).
+
+        ``model(obj, modes)`` conditions the network on ``model.setup``; a training batch mixes
+        optical set-ups, so its samples carry their own vectors (see `conditioning_vector`).
+
+        Parameters
+        ----------
+        obj : `torch.Tensor`
+            Objects, shape (B, H, W).
+        modes : `torch.Tensor`
+            Mode maps in radians, shape (B, n_modes, gy, gx).
+        conditioning : `torch.Tensor`
+            Shape (B, len(conditioning_fields)), in the order of ``conditioning_fields``.
+
+        Returns
+        -------
+        `torch.Tensor`
+            Blurred images, shape (B, H, W).
+        """
+        self.check_inputs(obj, modes)
+        expected = (obj.shape[0], len(self.conditioning_fields))
+        if not torch.is_tensor(conditioning) or tuple(conditioning.shape) != expected:
+            msg = f"conditioning must be a tensor of shape {expected}, got {getattr(conditioning, 'shape', conditioning)!r}"
+            raise ValueError(msg)
+        return self._blur(obj, modes, conditioning)
+
+    def _blur(self, obj, modes, conditioning=None):
         weight = self.network.head.weight
         if obj.device != weight.device or modes.device != weight.device:
             msg = (
@@ -318,7 +346,7 @@ class EmulatorForward(ForwardModel):
         height, width = obj.shape[-2:]
         scale = obj.abs().mean(dim=(-2, -1), keepdim=True)
         normalised = obj / torch.where(scale > 0, scale, torch.ones_like(scale))
-        conditioning = self._conditioning.to(weight.dtype)
+        conditioning = (self._conditioning if conditioning is None else conditioning).to(weight.dtype)
 
         multiple = self.network.multiple
         border = self.border

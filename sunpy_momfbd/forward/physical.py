@@ -112,39 +112,48 @@ class PhysicalForward(ForwardModel):
         return self._blur_by_nodes(obj, modes.to(obj.dtype), *layout)
 
     def _blur_by_nodes(self, obj, modes, along_y, along_x):
+        # Index operations below only ever select or add whole rows (never along the last, contiguous
+        # axis, where gathering and scattering single elements is several times slower), so the
+        # nodes are ordered x-major, (B, nx, ny, ...), and small object-sized arrays are transposed
+        # where needed instead of the large per-node arrays.
         batch, height, width = obj.shape
         size = self.psf_size
         positions = [torch.as_tensor(a.positions, dtype=obj.dtype, device=obj.device) for a in (along_y, along_x)]
-        node_modes = interpolate_modes(modes, *positions, (height, width))
-        kernels = psf(node_modes.permute(0, 2, 3, 1), self.setup, size)  # (B, ny, nx, P, P)
-
-        # Hat-weighted windows of the object around every node (zero outside the field).
-        pad = max(along_y.length, along_x.length)
-        padded = F.pad(obj, (pad, pad, pad, pad))
-        rows, cols = (torch.as_tensor(a.pixels + pad, device=obj.device) for a in (along_y, along_x))
-        patches = padded[:, rows[:, None, :, None], cols[None, :, None, :]]
-        weight_y, weight_x = (
-            torch.as_tensor(a.weights, dtype=obj.dtype, device=obj.device) for a in (along_y, along_x)
+        node_modes = interpolate_modes(modes, *positions, (height, width))  # (B, M, ny, nx)
+        kernels = psf(node_modes.permute(0, 3, 2, 1), self.setup, size)  # (B, nx, ny, P, P)
+        n_x, n_y = kernels.shape[1:3]
+        (rows, weight_y), (cols, weight_x) = (
+            (
+                torch.as_tensor(a.pixels, device=obj.device),
+                torch.as_tensor(a.weights, dtype=obj.dtype, device=obj.device),
+            )
+            for a in (along_y, along_x)
         )
-        patches = patches * weight_y[:, None, :, None] * weight_x[None, :, None, :]
+        (length_y, length_x) = (along_y.length, along_x.length)
+
+        # Hat-weighted windows of the object around every node (zero outside the field), gathered
+        # one axis at a time (the hat weights are separable): columns, then rows.
+        pad = max(length_y, length_x)
+        padded = F.pad(obj, (pad, pad, pad, pad)).transpose(1, 2)  # (B, x, y)
+        windows = padded.index_select(1, (cols + pad).reshape(-1)) * weight_x.reshape(-1, 1)
+        windows = windows.view(batch, n_x, length_x, -1).transpose(2, 3)  # (B, nx, y, Lx)
+        windows = windows.index_select(2, (rows + pad).reshape(-1)) * weight_y.reshape(-1, 1)
+        windows = windows.view(batch, n_x, n_y, length_y, length_x)
 
         # Linear convolution of every window with its node's PSF in one batched FFT.
-        length = (along_y.length + size - 1, along_x.length + size - 1)
-        shape = (_fast_size(length[0]), _fast_size(length[1]))
-        spectrum = torch.fft.rfft2(patches, s=shape) * torch.fft.rfft2(kernels, s=shape)
-        blurred = torch.fft.irfft2(spectrum, s=shape)[..., : length[0], : length[1]]
+        blurred = _fft_convolve(windows, kernels)  # (B, nx, ny, Ly + P - 1, Lx + P - 1)
 
-        # Overlap-add into a padded canvas; PSFs are centred at P // 2.
+        # Overlap-add into a canvas with room for every window and PSF (PSFs are centred at P // 2),
+        # again one axis at a time: rows into columns of strips, then the strips into the canvas.
+        out_y, out_x = blurred.shape[-2:]
         margin = pad + size
-        canvas_width = width + 2 * margin
-        out_rows = rows - pad + margin - size // 2
-        out_cols = cols - pad + margin - size // 2
-        out_rows = out_rows[:, :1] + torch.arange(length[0], device=obj.device)
-        out_cols = out_cols[:, :1] + torch.arange(length[1], device=obj.device)
-        index = (out_rows[:, None, :, None] * canvas_width + out_cols[None, :, None, :]).reshape(-1)
-        canvas = obj.new_zeros(batch, (height + 2 * margin) * canvas_width)
-        canvas = canvas.index_add(1, index, blurred.reshape(batch, -1))
-        canvas = canvas.view(batch, height + 2 * margin, canvas_width)
+        canvas_y = rows[:, :1] + (margin - size // 2) + torch.arange(out_y, device=obj.device)
+        canvas_x = cols[:, :1] + (margin - size // 2) + torch.arange(out_x, device=obj.device)
+        strips = obj.new_zeros(batch, n_x, height + 2 * margin, out_x)
+        strips = strips.index_add(2, canvas_y.reshape(-1), blurred.reshape(batch, n_x, n_y * out_y, out_x))
+        strips = strips.transpose(2, 3).reshape(batch, n_x * out_x, -1)  # (B, nx * Ox, y)
+        canvas = obj.new_zeros(batch, width + 2 * margin, height + 2 * margin)
+        canvas = canvas.index_add(1, canvas_x.reshape(-1), strips).transpose(1, 2)
         return canvas[:, margin : margin + height, margin : margin + width]
 
 
@@ -177,19 +186,75 @@ class _AxisNodes:
 def _convolve(obj, kernel):
     """Linear convolution of each image with its own PSF (centred at P // 2), same-size output."""
     height, width = obj.shape[-2:]
-    size = kernel.shape[-1]
-    shape = (_fast_size(height + size - 1), _fast_size(width + size - 1))
-    spectrum = torch.fft.rfft2(obj, s=shape) * torch.fft.rfft2(kernel, s=shape)
-    full = torch.fft.irfft2(spectrum, s=shape)
-    origin = size // 2
-    return full[..., origin : origin + height, origin : origin + width]
+    origin = kernel.shape[-1] // 2
+    return _fft_convolve(obj, kernel)[..., origin : origin + height, origin : origin + width]
+
+
+def _fft_convolve(images, kernels):
+    """
+    Full linear convolution of every image with its own kernel, by FFT.
+
+    Parameters
+    ----------
+    images : `torch.Tensor`
+        Shape (..., h, w).
+    kernels : `torch.Tensor`
+        Shape (..., p, q), the same leading shape as ``images``.
+
+    Returns
+    -------
+    `torch.Tensor`
+        Shape (..., h + p - 1, w + q - 1).
+    """
+    shape = (
+        _fast_size(images.shape[-2] + kernels.shape[-2] - 1),
+        _fast_size(images.shape[-1] + kernels.shape[-1] - 1),
+    )
+    return _FFTConvolution.apply(images, kernels, shape)
+
+
+class _FFTConvolution(torch.autograd.Function):
+    """
+    Batched linear convolution by FFT with a hand-written backward pass.
+
+    Autograd through ``irfft2(rfft2(x, s) * rfft2(k, s))`` recomputes both spectra's adjoints on
+    full complex grids. Here the backward pass reuses the spectra saved by the forward pass: the
+    gradients are correlations of the output gradient with the other operand, one ``rfft2`` and
+    two ``irfft2``. They are exact (no wrap-around) because the FFT grid holds the whole linear
+    convolution, which is also why the correlations need no shift.
+    """
+
+    @staticmethod
+    def forward(ctx, images, kernels, shape):
+        image_spectrum = torch.fft.rfft2(images, s=shape)
+        kernel_spectrum = torch.fft.rfft2(kernels, s=shape)
+        ctx.save_for_backward(image_spectrum, kernel_spectrum)
+        ctx.shape = shape
+        ctx.sizes = images.shape[-2:], kernels.shape[-2:]
+        out_y = images.shape[-2] + kernels.shape[-2] - 1
+        out_x = images.shape[-1] + kernels.shape[-1] - 1
+        return torch.fft.irfft2(image_spectrum * kernel_spectrum, s=shape)[..., :out_y, :out_x]
+
+    @staticmethod
+    def backward(ctx, grad):
+        image_spectrum, kernel_spectrum = ctx.saved_tensors
+        grad_spectrum = torch.fft.rfft2(grad, s=ctx.shape)
+        grads = []
+        for other, size, needed in zip(
+            (kernel_spectrum, image_spectrum), ctx.sizes, ctx.needs_input_grad[:2], strict=True
+        ):
+            correlation = None
+            if needed:
+                correlation = torch.fft.irfft2(grad_spectrum * other.conj(), s=ctx.shape)[..., : size[0], : size[1]]
+            grads.append(correlation)
+        return *grads, None
 
 
 def _fast_size(n):
-    """Smallest integer >= n whose only prime factors are 2, 3 and 5 (fast FFT lengths)."""
+    """Smallest integer >= n whose only prime factors are 2, 3, 5 and 7 (fast FFT lengths)."""
     while True:
         m = n
-        for factor in (2, 3, 5):
+        for factor in (2, 3, 5, 7):
             while m % factor == 0:
                 m //= factor
         if m == 1:

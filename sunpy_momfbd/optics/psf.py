@@ -62,13 +62,20 @@ def psf(coefficients, setup, npix):
         coefficients = coefficients.to(torch.float32)
     npix = _positive_int("npix", npix)
     oversample = max(1, math.ceil(1 / setup.sampling))
-    pupil, modes = _pupil_and_modes(
+    pupil, modes, centring = _pupil_and_modes(
         setup.sampling, setup.obscuration, setup.n_modes, npix, oversample, coefficients.device, coefficients.dtype
     )
-    phase = torch.tensordot(coefficients, modes, dims=([-1], [0]))
-    field = torch.polar(pupil.expand_as(phase), phase)
-    intensity = torch.fft.fftshift(torch.fft.fft2(field).abs().square(), dim=(-2, -1))
     grid = oversample * npix
+    batch_shape = coefficients.shape[:-1]
+    # phase = centring + coefficients · modes in one matrix product (addmm), over a flat batch.
+    flat = coefficients.reshape(-1, setup.n_modes)
+    phase = torch.addmm(centring.view(1, -1), flat, modes.view(setup.n_modes, -1)).view(*batch_shape, grid, grid)
+    field = torch.polar(pupil.expand_as(phase), phase)
+    # |FFT|², as the sum of squares of the real and imaginary parts (cheaper than abs().square()).
+    intensity = torch.view_as_real(torch.fft.fft2(field)).square().sum(dim=-1)
+    if oversample == 1:
+        # The pupil is scaled so that the PSF sums to one (Parseval): no normalisation pass needed.
+        return intensity.numpy() if as_numpy else intensity
     start = grid // 2 - oversample * (npix // 2)
     intensity = intensity[..., start::oversample, start::oversample][..., :npix, :npix]
     result = intensity / intensity.sum(dim=(-2, -1), keepdim=True)
@@ -134,12 +141,26 @@ def cutoff_frequency(setup):
 
 @lru_cache(maxsize=64)
 def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, dtype):
-    """Pupil transmission and modes on the FFT grid, cached per grid and device."""
+    r"""
+    Pupil transmission, modes and centring phase on the FFT grid, cached per grid and device.
+
+    The centring phase :math:`2\pi s (x + y) / n` with :math:`s = n // 2` shifts the FFT of the
+    pupil field by ``s`` pixels along both axes, so the zero frequency lands at ``n // 2`` as
+    ``fftshift`` would put it, without a copy of every PSF; for even ``n`` it is the checkerboard
+    :math:`(-1)^{x + y}`. It is reduced modulo 2π so that adding it costs no phase precision.
+    Without oversampling the pupil is scaled so that every PSF sums to one: by Parseval's theorem
+    the sum of :math:`|\mathrm{FFT}|^2` is :math:`n^2 \sum |P|^2` whatever the phase.
+    """
     grid = oversample * npix
     diameter = npix / sampling
     pupil = aperture(grid, obscuration, diameter=diameter)
+    if oversample == 1:
+        pupil = pupil / np.sqrt(grid**2 * np.sum(pupil**2))
     modes = _kl_modes(n_modes, grid, obscuration, diameter)
+    ramp = np.mod(np.arange(grid) * (grid // 2), grid) * (2 * np.pi / grid)
+    centring = np.mod(ramp[:, None] + ramp[None, :] + np.pi, 2 * np.pi) - np.pi
     return (
         torch.as_tensor(pupil, dtype=dtype, device=device),
         torch.as_tensor(np.array(modes), dtype=dtype, device=device),
+        torch.as_tensor(centring, dtype=dtype, device=device),
     )
