@@ -96,6 +96,13 @@ def test_solution_reports_what_it_did(isoplanatic_solution):
     assert solution.device == "cpu"
     # The fitted seeing is of the order of the simulated D/r0 = 6.
     assert np.median(solution.d_over_r0) == pytest.approx(6, rel=0.5)
+    # The less reliable border is half the seeing-limited PSF: about D/r0 / 2 × 2.2 pixels.
+    width = solution.borders["object"]
+    assert 2 <= width <= solution.padding
+    mask = solution.mask("object")
+    assert mask[:width].all()
+    assert mask[:, -width:].all()
+    assert not mask[width:-width, width:-width].any()
 
 
 def test_spatially_variant_burst_is_restored_over_the_whole_field(setup):
@@ -281,3 +288,13 @@ def test_differential_tilt_and_defocus_error_of_a_diversity_camera_are_fitted(se
     assert np.all(fixed.diversity_offsets == 0)
     truth = burst.diffraction_limited
     assert error(fitted.objects["object"], truth) < error(fixed.objects["object"], truth)
+
+
+def test_small_field_on_a_mode_grid_initialises_from_one_patch(setup):
+    scene = power_law_scene(48 + 54, seed=51)
+    burst = simulate_burst(scene, setup, 3, 4.0, 60.0, 2, photons=2000, rng=51)
+    solution = solve(
+        Burst([Channel(burst.frames, setup)]), mode_grid=2, n_iterations=2, init_iterations=3, progress=False
+    )
+    assert solution.modes.shape == (3, 44, 2, 2)
+    assert np.all(np.isfinite(solution.objects["object"]))

@@ -16,6 +16,7 @@ number of modes raised in steps (low orders first) to stay clear of local minima
 import math
 
 import torch
+from tqdm.auto import tqdm
 
 from sunpy_momfbd.forward import interpolation_matrix
 from sunpy_momfbd.optics import psf
@@ -101,8 +102,10 @@ def patch_wavefronts(problem, patch_size, mode_steps=(5, 14, None), iterations=4
     coefficients = torch.zeros(py * px, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
     # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
     coefficients[..., :2] = _tilt_from_motion(spectra[0], problem.setups[0]) / problem.scales[0]
-    for step in mode_steps:
+    steps = tqdm(mode_steps, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
+    for step in steps:
         active = n_modes if step is None else min(step, n_modes)
+        steps.set_postfix(modes=active)
         free = coefficients[..., :active].clone().requires_grad_()
         optimiser = torch.optim.LBFGS(
             [free], max_iter=iterations, line_search_fn="strong_wolfe", tolerance_change=1e-12, tolerance_grad=1e-10

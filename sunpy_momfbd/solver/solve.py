@@ -133,6 +133,11 @@ class Solution:
         Refinement iterations run.
     converged : bool
         Whether the loss change fell below the tolerance before the iteration cap.
+    borders : dict of str to int
+        Per object, the width of the field's border where the restoration is less reliable: near
+        the edge the object is constrained by data on one side only. It is half the seeing-limited
+        PSF width, ½ (D/r0) λ/D with the median fitted D/r0, at least one pixel and at most the
+        padding. `Solution.mask` turns it into a boolean mask.
     diversity_offsets : `numpy.ndarray`
         Fitted corrections to each channel's diversity (radians at its wavelength), shape
         (n_channels, n_modes); zero unless ``fit_diversity``.
@@ -152,7 +157,27 @@ class Solution:
     iterations: int = 0
     converged: bool = False
     diversity_offsets: np.ndarray = None
+    borders: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+
+    def mask(self, object_id):
+        """
+        Pixels of an object's restoration that are less reliable: the border of the field.
+
+        Parameters
+        ----------
+        object_id : str
+
+        Returns
+        -------
+        `numpy.ndarray`
+            Boolean, shape (H, W), True within ``borders[object_id]`` pixels of the edge.
+        """
+        shape = self.objects[object_id].shape
+        width = self.borders[object_id]
+        mask = np.ones(shape, dtype=bool)
+        mask[width : shape[0] - width, width : shape[1] - width] = False
+        return mask
 
 
 def solve(burst, *, forward=None, settings=None, **options):
@@ -297,7 +322,14 @@ class _Problem:
             iterations=len(history),
             converged=converged,
             diversity_offsets=self.offsets.cpu().numpy(),
+            borders={k: self.border(k, d_over_r0) for k in objects},
         )
+
+    def border(self, object_id, d_over_r0):
+        """Half the seeing-limited PSF width in pixels, within [1, padding] (see `Solution.borders`)."""
+        seeing = float(torch.nan_to_num(d_over_r0.median(), nan=1.0).clamp(min=1.0))
+        sampling = max(self.setups[c].sampling for c in self.channels_of(object_id))
+        return int(min(max(math.ceil(0.5 * seeing * sampling), 1), max(self.padding, 1)))
 
     def predict(self, objects, modes, channel, frames=slice(None)):
         """Model frames of a channel (a batch of frame indices) for given objects and mode maps."""
@@ -317,7 +349,7 @@ def _refine(problem, modes):
     for object_id in problem.objects:
         estimate, precondition, priors[object_id] = wiener_start(problem, modes, object_id, settings.object_prior)
         objects[object_id] = PreconditionedObject(estimate, precondition)
-    free_modes = modes.clone().requires_grad_()
+    free_modes = modes.contiguous().clone().requires_grad_()
     fit_offsets = settings.fit_diversity and problem.n_refinable > 0
     free_offsets = modes.new_zeros(problem.n_refinable, 3, requires_grad=fit_offsets)
     variance = torch.tensor(kl_variance(problem.n_modes), device=problem.device, dtype=problem.dtype)

@@ -1,0 +1,309 @@
+# ruff: noqa: T201 - a command-line tool prints
+"""
+The ``deconvolve`` and ``demo`` subcommands of the ``sunpy-momfbd`` command (registered in `sunpy_momfbd.cli`).
+
+Kept apart from ``cli.py`` so that its import stays light: everything heavy is imported inside the
+``run_*`` functions.
+"""
+
+import ast
+import time
+from pathlib import Path
+
+__all__ = ["configure_deconvolve", "configure_demo", "run_deconvolve", "run_demo"]
+
+DEMO_DIR = "sunpy-momfbd-demo"
+DEMO_STEM = "momfbd_demo"
+#: Iteration cap of the demo: about a minute of refinement on 2 CPU cores.
+DEMO_ITERATIONS = 30
+
+
+def _error(message):
+    from sunpy_momfbd.cli import CLIError  # noqa: PLC0415
+
+    return CLIError(message)
+
+
+def _add_solver_arguments(parser):
+    parser.add_argument(
+        "--forward",
+        choices=("auto", "physical", "emulator"),
+        default="auto",
+        help="forward model (default auto: the emulator on a GPU where certified, else physical)",
+    )
+    parser.add_argument("--mode-grid", metavar="N|GYxGX", help="grid of the wavefront mode maps, e.g. 3 or 2x4")
+    parser.add_argument("--iterations", type=int, metavar="N", help="iteration cap of the joint refinement")
+    parser.add_argument("--device", default="auto", help="torch device (default auto: cuda, mps, then cpu)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further solver setting, e.g. --option init_iterations=10 (repeatable)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def configure_deconvolve(parser):
+    """Arguments of ``sunpy-momfbd deconvolve``."""
+    parser.add_argument("files", nargs="*", metavar="FILES", help="FITS files, one frame each")
+    parser.add_argument(
+        "--object",
+        action="append",
+        default=[],
+        metavar="NAME=GLOB",
+        help="assign the files matching GLOB to object (channel) NAME; repeat for several objects",
+    )
+    parser.add_argument(
+        "--diversity",
+        action="append",
+        default=[],
+        metavar="NAME=OBJECT:DEFOCUS[:F]",
+        help="channel NAME is a phase-diversity camera seeing OBJECT, defocused by DEFOCUS waves "
+        "(peak to valley, e.g. 1.0) or by a focus shift with focal ratio F (e.g. 4.4mm:44)",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, .asdf (lossless) or .fits")
+    parser.add_argument("--telescope", help="telescope name, overriding TELESCOP (see 'sunpy-momfbd info')")
+    parser.add_argument("--diameter", metavar="QTY", help="pupil diameter of a custom telescope, e.g. 1.5m")
+    parser.add_argument("--obscuration", metavar="QTY", help="central obscuration of a custom telescope, e.g. 0.4m")
+    parser.add_argument("--wavelength", metavar="QTY", help="wavelength, overriding WAVELNTH, e.g. 630.2nm")
+    parser.add_argument("--pixel-scale", metavar="ARCSEC", help="plate scale in arcsec per pixel, overriding CDELT")
+    parser.add_argument("--quicklook", metavar="PNG", help="also write a quicklook plot")
+    _add_solver_arguments(parser)
+
+
+def _quantity(text, what, physical_type):
+    import astropy.units as u  # noqa: PLC0415
+
+    try:
+        value = u.Quantity(text)
+    except (TypeError, ValueError):
+        raise _error(f"{what}: cannot read {text!r} as a quantity with a unit (e.g. 1.5m)") from None
+    if value.unit.physical_type != physical_type:
+        raise _error(f"{what}: {text!r} is not a {physical_type}")
+    return value
+
+
+def _key_value(text, what):
+    if "=" not in text:
+        raise _error(f"{what} must look like NAME=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    if not key or not value:
+        raise _error(f"{what} must look like NAME=VALUE, got {text!r}")
+    return key, value
+
+
+def _mode_grid(text):
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise _error(f"--mode-grid must be N or GYxGX (e.g. 3 or 2x4), got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise _error(f"--mode-grid must be N or GYxGX, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _options(items):
+    from sunpy_momfbd.api import _solver_options  # noqa: PLC0415
+
+    options = {}
+    for item in items:
+        key, value = _key_value(item, "--option")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    try:
+        _solver_options(dict(options), None, None, "auto", False)
+    except TypeError as err:
+        raise _error(str(err)) from None
+    return options
+
+
+def _diversity(items):
+    from sunpy_momfbd.io import PhaseDiversity, waves  # noqa: PLC0415
+
+    result = {}
+    for item in items:
+        name, spec = _key_value(item, "--diversity")
+        parts = spec.split(":")
+        if len(parts) not in (2, 3):
+            raise _error(f"--diversity must look like NAME=OBJECT:DEFOCUS[:F], got {item!r}")
+        target, defocus = parts[0], parts[1].strip()
+        text = defocus.removesuffix("waves").removesuffix("wave").strip()
+        try:
+            value = float(text) * waves
+        except ValueError:
+            value = _quantity(defocus, "--diversity defocus", "length")
+        focal_ratio = None
+        if len(parts) == 3:
+            try:
+                focal_ratio = float(parts[2].lower().removeprefix("f/").removeprefix("f"))
+            except ValueError:
+                raise _error(f"--diversity focal ratio must be a number, got {parts[2]!r}") from None
+        result[name] = PhaseDiversity(target, value, focal_ratio=focal_ratio)
+    return result
+
+
+def _inputs(args):
+    from sunpy_momfbd.io import group_files  # noqa: PLC0415
+
+    if not args.object:
+        if not args.files:
+            raise _error("no input files given")
+        return [str(f) for f in args.files]
+    patterns = dict(_key_value(item, "--object") for item in args.object)
+    return group_files([str(f) for f in args.files], patterns)
+
+
+def _telescope(args):
+    if args.diameter is None:
+        if args.obscuration is not None:
+            raise _error("--obscuration needs --diameter (a custom telescope)")
+        return args.telescope
+    from sunpy_momfbd.instruments import Telescope  # noqa: PLC0415
+
+    diameter = _quantity(args.diameter, "--diameter", "length")
+    obscuration = _quantity(args.obscuration, "--obscuration", "length") if args.obscuration else 0 * diameter.unit
+    return Telescope(diameter=diameter, obscuration=obscuration, name=args.telescope or "custom")
+
+
+def _pixel_scale(text):
+    if text is None:
+        return None
+    import astropy.units as u  # noqa: PLC0415
+
+    try:
+        return float(text) * u.arcsec / u.pix
+    except ValueError:
+        raise _error(f"--pixel-scale must be a number of arcsec per pixel, got {text!r}") from None
+
+
+def _save_quicklook(figure, path, overwrite):
+    from sunpy_momfbd.io.files import _atomic_write  # noqa: PLC0415
+
+    def write(target):
+        figure.savefig(target, format="png", dpi=110)
+
+    return _atomic_write(path, write, overwrite, check=False)
+
+
+def _check_png(path, overwrite):
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise _error(f"the quicklook must be a .png file, got {path}")
+    if path.exists() and not overwrite:
+        msg = f"{path} already exists; pass --overwrite to replace it"
+        raise FileExistsError(msg)
+    return path
+
+
+def _summary(result, seconds):
+    from ndcube import NDCollection  # noqa: PLC0415
+
+    cube = next(iter(result.values())) if isinstance(result, NDCollection) else result
+    provenance = cube.meta["momfbd"]
+    d_over_r0 = provenance["d_over_r0"]
+    return (
+        f"restored {', '.join(provenance['objects'])} from {provenance['input']['n_frames']} frames of "
+        f"{'x'.join(map(str, provenance['input']['shape']))} px in {seconds:.0f} s on {provenance['device']} "
+        f"({provenance['forward']['name']}: {provenance['forward']['reason']}); "
+        f"{provenance['iterations']} iterations, median D/r0 {float(sorted(d_over_r0)[len(d_over_r0) // 2]):.3g}"
+    )
+
+
+def run_deconvolve(args):
+    """Run ``sunpy-momfbd deconvolve``."""
+    from sunpy_momfbd.io import check_output_path  # noqa: PLC0415
+
+    output = check_output_path(args.output, overwrite=args.overwrite)
+    quicklook = _check_png(args.quicklook, args.overwrite) if args.quicklook else None
+    data = _inputs(args)
+    diversity = _diversity(args.diversity)
+    if diversity and not isinstance(data, dict):
+        raise _error("--diversity needs the channels named with --object NAME=GLOB (including the diversity channel)")
+    wavelength = _quantity(args.wavelength, "--wavelength", "length") if args.wavelength else None
+
+    from sunpy_momfbd import deconvolve, save  # noqa: PLC0415
+
+    start = time.perf_counter()
+    result = deconvolve(
+        data,
+        telescope=_telescope(args),
+        wavelength=wavelength,
+        pixel_scale=_pixel_scale(args.pixel_scale),
+        diversity=diversity or None,
+        forward=args.forward,
+        mode_grid=_mode_grid(args.mode_grid),
+        n_iterations=args.iterations,
+        device=args.device,
+        progress=not args.quiet,
+        **_options(args.option),
+    )
+    seconds = time.perf_counter() - start
+    save(result, output, overwrite=args.overwrite)
+    print(_summary(result, seconds))
+    print(f"wrote {output}")
+    if quicklook is not None:
+        from sunpy_momfbd.visualization import plot_restoration  # noqa: PLC0415
+
+        _save_quicklook(plot_restoration(result, data), quicklook, args.overwrite)
+        print(f"wrote {quicklook}")
+    return 0
+
+
+def configure_demo(parser):
+    """Arguments of ``sunpy-momfbd demo``."""
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        default=DEMO_DIR,
+        metavar="DIR",
+        help=f"directory for {DEMO_STEM}.asdf and {DEMO_STEM}.png (default ./{DEMO_DIR}, created if needed)",
+    )
+    parser.add_argument("--frames", type=int, default=8, metavar="N", help="frames in the burst (default 8)")
+    parser.add_argument("--size", type=int, default=128, metavar="PX", help="field size in pixels (default 128)")
+    _add_solver_arguments(parser)
+
+
+def run_demo(args):
+    """Run ``sunpy-momfbd demo``: restore the sample burst, write an ASDF file and a PNG quicklook."""
+    directory = Path(args.output_dir)
+    if directory.exists() and not directory.is_dir():
+        raise _error(f"{directory} exists and is not a directory")
+    asdf_path, png_path = directory / f"{DEMO_STEM}.asdf", directory / f"{DEMO_STEM}.png"
+    for path in (asdf_path, png_path):
+        if path.exists() and not args.overwrite:
+            msg = f"{path} already exists; pass --overwrite to replace it (or -o another directory)"
+            raise FileExistsError(msg)
+
+    from sunpy_momfbd import deconvolve, save  # noqa: PLC0415
+    from sunpy_momfbd.data.sample import sample_burst, sample_scene  # noqa: PLC0415
+    from sunpy_momfbd.visualization import plot_restoration  # noqa: PLC0415
+
+    start = time.perf_counter()
+    print(f"simulating a DKIST/VBI 450 nm burst: {args.frames} frames of {args.size}x{args.size} px ...")
+    burst = sample_burst(n_frames=args.frames, size=args.size)
+    print("restoring (multi-frame blind deconvolution over the whole field) ...")
+    result = deconvolve(
+        burst,
+        forward=args.forward,
+        mode_grid=_mode_grid(args.mode_grid) or 2,
+        n_iterations=args.iterations or DEMO_ITERATIONS,
+        device=args.device,
+        progress=not args.quiet,
+        **_options(args.option),
+    )
+    seconds = time.perf_counter() - start
+    directory.mkdir(parents=True, exist_ok=True)
+    save(result, asdf_path, overwrite=args.overwrite)
+    figure = plot_restoration(result, burst, reference=sample_scene(size=args.size))
+    _save_quicklook(figure, png_path, args.overwrite)
+    print(_summary(result, seconds))
+    print(f"wrote {asdf_path}")
+    print(f"wrote {png_path}")
+    return 0

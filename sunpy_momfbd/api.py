@@ -1,0 +1,301 @@
+"""
+The high-level entry point: `deconvolve` a burst given as sunpy/ndcube objects, files or arrays.
+"""
+
+import warnings
+from dataclasses import fields
+
+import numpy as np
+
+from sunpy_momfbd.io import prepare_burst, solution_to_ndcube
+from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
+
+__all__ = ["FORWARD_CHOICES", "deconvolve"]
+
+#: Accepted string values of ``forward`` (a model instance or a ``callable(setup)`` also works).
+FORWARD_CHOICES = ("auto", "emulator", "physical")
+
+
+def deconvolve(
+    data,
+    *,
+    telescope=None,
+    wavelength=None,
+    pixel_scale=None,
+    optics=None,
+    diversity=None,
+    forward="auto",
+    mode_grid=None,
+    n_iterations=None,
+    n_modes=44,
+    device="auto",
+    progress=True,
+    **solver_options,
+):
+    """
+    Restore a burst of short-exposure frames by multi-object multi-frame blind deconvolution.
+
+    The whole field is solved at once with a spatially variant forward model (no mosaic of
+    isoplanatic patches). Optics come from the frames' metadata and the instrument registry
+    (`sunpy_momfbd.instruments`): the telescope from ``TELESCOP``/``INSTRUME``, the wavelength from
+    ``WAVELNTH`` (with ``WAVEUNIT``, SOLARNET powers of ten included) and the plate scale from
+    the WCS; any of them can be overridden by keyword.
+
+    Parameters
+    ----------
+    data : list of `~sunpy.map.GenericMap`, `~sunpy.map.MapSequence`, `~ndcube.NDCube`, `~ndcube.NDCubeSequence`, list of paths, `numpy.ndarray` or dict
+        The frames of one object: a list/tuple of Maps, a MapSequence, a 3-D NDCube with array
+        axes (frame, y, x), an NDCubeSequence of 2-D or 3-D cubes, a list of FITS files (one
+        frame each), or a 3-D array (or list of 2-D arrays) with explicit optics. For several
+        objects, or with a phase-diversity channel, a dict ``{name: frames}``; frame i of every
+        channel must be simultaneous. The input is never modified.
+    telescope : `~sunpy_momfbd.instruments.Telescope` or str, optional
+        Override the telescope found in the metadata, e.g.
+        ``Telescope(diameter=1.5 * u.m, obscuration=0.4 * u.m)`` or ``"GREGOR"``.
+    wavelength : `~astropy.units.Quantity` or dict, optional
+        Override (or supply) the wavelength; a dict gives one per channel.
+    pixel_scale : `~astropy.units.Quantity` or dict, optional
+        Override (or supply) the plate scale, e.g. ``0.044 * u.arcsec / u.pix``.
+    optics : `~sunpy_momfbd.optics.OpticalSetup` or dict, optional
+        The complete optics of each channel; replaces telescope, wavelength and plate scale.
+    diversity : dict of str to `~sunpy_momfbd.io.PhaseDiversity`, optional
+        Channels of ``data`` that are phase-diversity cameras: the object they see and their
+        defocus, e.g. ``{"pd": PhaseDiversity("wb", 1.0 * waves)}`` or
+        ``PhaseDiversity("wb", 4.4 * u.mm, focal_ratio=44)``.
+    forward : {"auto", "emulator", "physical"}, `~sunpy_momfbd.forward.ForwardModel` or callable, optional
+        The forward model. "auto" (default) uses the trained emulator only on a CUDA GPU and only
+        where its model card certifies the optical set-up, and otherwise
+        `~sunpy_momfbd.forward.PhysicalForward`; "emulator" and "physical" force one; a model
+        instance is used as is (one set-up), a ``callable(setup)`` builds one per channel. The
+        choice and its reason are recorded in the provenance.
+    mode_grid : int or tuple of int, optional
+        Grid (gy, gx) of the wavefront mode maps over the field; the solver's default if None.
+    n_iterations : int, optional
+        Iteration cap of the joint refinement; the solver's default if None.
+    n_modes : int, optional
+        Number of wavefront modes (tip, tilt, Karhunen–Loève), 44 by default.
+    device : str, optional
+        "auto" (default: CUDA, then MPS, then CPU) or a torch device name.
+    progress : bool, optional
+        Show progress bars (default true).
+    **solver_options
+        Further `~sunpy_momfbd.solver.SolverSettings` fields (``init_iterations``,
+        ``object_prior``, ``patch_size``, ``frame_batch``, ``dtype``, ``seed`` …).
+
+    Returns
+    -------
+    `~ndcube.NDCube` or `~ndcube.NDCollection`
+        One NDCube for one object, an NDCollection keyed by object name for several. Each cube
+        holds the restored object as float32 in the input's unit and intensity scale; its WCS
+        is that of the **reference frame**, frame 0 of the channel that sees the object (so a
+        pixel of the result and of that frame have the same world coordinates); its mask is
+        True on the apodised border; its ``meta`` (a plain dict) carries the reference frame's
+        instrument keys, ``DATE-BEG``/``DATE-END`` of the burst, the provenance under
+        ``meta["momfbd"]`` (package version, forward model with model-card id and weights
+        SHA-256 and the reason it was chosen, solver settings, iterations, final loss, per-frame
+        D/r0, timing, device, input dates and files, telescope, instrument and optical set-up
+        of every channel) and the wavefront mode maps under ``meta["wavefront"]["modes"]``
+        (radians, shape (n_frames, n_modes, gy, gx)).
+
+    Raises
+    ------
+    TypeError
+        For unsupported input types or unknown solver options.
+    ValueError
+        For inconsistent frames (different shape, unit, plate scale or wavelength: the frame is
+        named), unknown telescopes (the message lists the known ones and how to pass one),
+        missing optics, or bad diversity declarations. All checks run before any computation.
+
+    See Also
+    --------
+    sunpy_momfbd.save, sunpy_momfbd.load, sunpy_momfbd.visualization.plot_restoration
+
+    References
+    ----------
+    .. [1] van Noort, M., Rouppe van der Voort, L. & Löfdahl, M. G. 2005, Sol. Phys. 228, 191.
+    .. [2] Löfdahl, M. G. 2002, Proc. SPIE 4792, 146.
+    .. [3] Asensio Ramos, A. 2024, A&A 688, A88.
+    .. [4] Asensio Ramos, A. et al. 2025, torchmfbd, arXiv:2505.10639.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd import deconvolve
+    >>> from sunpy_momfbd.data import sample_burst
+    >>> burst = sample_burst(n_frames=3, size=48)
+    >>> result = deconvolve(burst, n_iterations=2, init_iterations=1, progress=False)
+    >>> result.data.shape, result.unit, result.meta["instrume"]
+    ((48, 48), Unit("ct"), 'VBI')
+    """
+    options = _solver_options(solver_options, mode_grid, n_iterations, device, progress)
+    if not (isinstance(forward, str) and forward in FORWARD_CHOICES) and (
+        isinstance(forward, str) or not callable(forward)
+    ):
+        msg = f"forward must be one of {', '.join(map(repr, FORWARD_CHOICES))}, a ForwardModel or a callable(setup), got {forward!r}"
+        raise ValueError(msg)
+    prepared = prepare_burst(
+        data,
+        telescope=telescope,
+        wavelength=wavelength,
+        pixel_scale=pixel_scale,
+        optics=optics,
+        diversity=diversity,
+        n_modes=n_modes,
+    )
+    setups = [c.setup for c in prepared.burst.channels]
+    factory, forward_info = _choose_forward(forward, setups, device)
+
+    from sunpy_momfbd.solver import solve  # noqa: PLC0415 - torch is heavy
+
+    solution = solve(prepared.burst, forward=factory, **options)
+    _check_emulator_seeing(forward_info, factory, setups, solution)
+    return solution_to_ndcube(solution, prepared, forward_info=forward_info)
+
+
+def _solver_options(options, mode_grid, n_iterations, device, progress):
+    from sunpy_momfbd.solver import SolverSettings  # noqa: PLC0415
+
+    valid = {f.name for f in fields(SolverSettings)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        msg = f"unknown solver option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        raise TypeError(msg)
+    options = dict(options)
+    if mode_grid is not None:
+        options["mode_grid"] = mode_grid
+    if n_iterations is not None:
+        options["n_iterations"] = n_iterations
+    options["device"] = device
+    options["progress"] = bool(progress)
+    SolverSettings(**options)  # validate now, before reading any data
+    return options
+
+
+def _resolve_device(device):
+    import torch  # noqa: PLC0415
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _card_id(model):
+    card = getattr(model, "card", {}) or {}
+    return card.get("id") or card.get("name") or (card.get("architecture") or {}).get("name")
+
+
+def _emulator_info(models, reason):
+    first = models[0]
+    return {
+        "name": "EmulatorForward",
+        "reason": reason,
+        "model_card_id": _card_id(first),
+        "weights_sha256": first.weights_sha256,
+        "package_version": (first.card or {}).get("package_version"),
+        "trained_ranges": (first.card or {}).get("trained_ranges"),
+    }
+
+
+def _physical_info(reason):
+    return {"name": "PhysicalForward", "reason": reason, "model_card_id": None, "weights_sha256": None}
+
+
+def _load_emulators(setups, *, allow_out_of_range=False):
+    from sunpy_momfbd.forward import EmulatorForward  # noqa: PLC0415
+
+    return [
+        EmulatorForward.from_pretrained("default", setup, allow_out_of_range=allow_out_of_range) for setup in setups
+    ]
+
+
+def _factory(setups, models):
+    table = list(zip(setups, models, strict=True))
+
+    def build(setup):
+        for known, model in table:
+            if known == setup:
+                return model
+        msg = f"no forward model prepared for {setup}"
+        raise ValueError(msg)
+
+    return build
+
+
+def _choose_forward(forward, setups, device):
+    """Return the ``forward(setup)`` factory for the solver and a record of the choice."""
+    from sunpy_momfbd.forward import ForwardModel, PhysicalForward  # noqa: PLC0415
+
+    if isinstance(forward, ForwardModel):
+        for setup in setups:
+            if setup != forward.setup:
+                msg = (
+                    f"the given forward model was built for {forward.setup}, but a channel needs {setup}: "
+                    "pass a callable(setup) that builds one model per channel instead"
+                )
+                raise ValueError(msg)
+        info = {
+            "name": type(forward).__name__,
+            "reason": "model instance given by the caller",
+            "model_card_id": _card_id(forward),
+            "weights_sha256": getattr(forward, "weights_sha256", None),
+        }
+        return (lambda setup: forward), info
+    if not isinstance(forward, str):
+        name = getattr(forward, "__name__", type(forward).__name__)
+        return forward, {
+            "name": name,
+            "reason": "callable given by the caller",
+            "model_card_id": None,
+            "weights_sha256": None,
+        }
+    if forward == "physical":
+        return PhysicalForward, _physical_info("requested (forward='physical')")
+    if forward == "emulator":
+        models = _load_emulators(setups)
+        uncertified = [s for s, m in zip(setups, models, strict=True) if not m.is_certified(s)]
+        if uncertified:
+            warnings.warn(
+                f"the emulator's model card does not certify sampling {uncertified[0].sampling:.3g}, obscuration "
+                f"{uncertified[0].obscuration:.3g}: its accuracy there is unverified (forward='physical' is exact)",
+                SunpyMomfbdUserWarning,
+                stacklevel=4,
+            )
+        return _factory(setups, models), _emulator_info(models, "requested (forward='emulator')")
+    resolved = _resolve_device(device)
+    if resolved.type != "cuda":
+        return PhysicalForward, _physical_info(
+            f"auto: no CUDA GPU (device {resolved}); the emulator is used on GPUs only"
+        )
+    try:
+        models = _load_emulators(setups)
+    except FileNotFoundError:
+        return PhysicalForward, _physical_info("auto: no emulator weights are installed")
+    except ValueError as err:
+        return PhysicalForward, _physical_info(f"auto: the emulator does not cover this set-up ({err})")
+    for setup, model in zip(setups, models, strict=True):
+        if not model.is_certified(setup):
+            reason = (
+                f"auto: the emulator's model card does not certify sampling {setup.sampling:.3g}, "
+                f"obscuration {setup.obscuration:.3g}"
+            )
+            return PhysicalForward, _physical_info(reason)
+    return _factory(setups, models), _emulator_info(models, f"auto: CUDA GPU ({resolved}) and certified set-up")
+
+
+def _check_emulator_seeing(info, factory, setups, solution):
+    """After an emulator solve, record whether the estimated D/r0 lies in the certified range."""
+    if info.get("name") != "EmulatorForward":
+        return
+    worst = float(np.nanmax(solution.d_over_r0)) if np.size(solution.d_over_r0) else None
+    certified = all(factory(s).is_certified(s, worst) for s in setups) if worst is not None else None
+    info["d_over_r0_certified"] = certified
+    if certified is False:
+        warnings.warn(
+            f"the burst's estimated D/r0 (up to {worst:.3g}) is outside the emulator's certified range; "
+            "check the result against forward='physical'",
+            SunpyMomfbdUserWarning,
+            stacklevel=3,
+        )

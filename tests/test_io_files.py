@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+from helpers_io import assert_meta_equal, small_restoration
+from ndcube import NDCollection, NDCube
+
+import astropy.units as u
+from astropy.io import fits
+
+import sunpy.map
+
+from sunpy_momfbd import __version__, load, save
+from sunpy_momfbd.io import to_fits_hdulist
+
+PIXELS = ([0, 12, 47, 30.5], [0, 40, 47, 2.25])
+
+
+@pytest.fixture(scope="module")
+def result():
+    return small_restoration()[1]
+
+
+def _assert_same_cube(a, b):
+    np.testing.assert_array_equal(a.data, b.data)
+    assert a.data.dtype == b.data.dtype
+    assert a.unit == b.unit
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.wcs.low_level_wcs.to_header() == b.wcs.low_level_wcs.to_header()
+    for x, y in zip(*PIXELS, strict=True):
+        assert a.wcs.pixel_to_world(x, y).separation(b.wcs.pixel_to_world(x, y)) < 1e-9 * u.arcsec
+    assert_meta_equal(a.meta, b.meta)
+
+
+def test_asdf_round_trip(result, tmp_path):
+    path = save(result, tmp_path / "result.asdf")
+    assert path == tmp_path / "result.asdf"
+    loaded = load(path)
+    assert isinstance(loaded, NDCube)
+    _assert_same_cube(result, loaded)
+    assert type(loaded.data) is np.ndarray
+    np.testing.assert_array_equal(loaded.meta["wavefront"]["modes"], result.meta["wavefront"]["modes"])
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left
+
+
+def test_asdf_round_trip_collection(result, tmp_path):
+    collection = NDCollection([("wb", result), ("nb", result)], aligned_axes="all", meta={"objects": ["wb", "nb"]})
+    loaded = load(save(collection, tmp_path / "collection.asdf"))
+    assert isinstance(loaded, NDCollection)
+    assert sorted(loaded) == ["nb", "wb"]
+    assert loaded.meta == {"objects": ["wb", "nb"]}
+    for name in ("wb", "nb"):
+        _assert_same_cube(result, loaded[name])
+
+
+def test_never_clobber(result, tmp_path):
+    path = tmp_path / "result.asdf"
+    path.write_text("precious")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save(result, path)
+    assert path.read_text() == "precious"
+    save(result, path, overwrite=True)
+    _assert_same_cube(result, load(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.asdf"]
+
+
+def test_failed_write_leaves_nothing(result, tmp_path, monkeypatch):
+    import asdf
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(asdf.AsdfFile, "write_to", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save(result, tmp_path / "result.asdf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_paths_write_nothing(result, tmp_path):
+    with pytest.raises(ValueError, match=r"ending in \.asdf"):
+        save(result, tmp_path / "result.h5")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        save(result, tmp_path / "missing" / "result.asdf")
+    with pytest.raises(TypeError, match="NDCube or NDCollection"):
+        save(result.data, tmp_path / "result.asdf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "nothing.asdf")
+    with pytest.raises(ValueError, match=r"sunpy\.map\.Map"):
+        load(tmp_path / "object.fits")
+    (tmp_path / "junk.asdf").write_text("not asdf at all")
+    with pytest.raises(ValueError, match="cannot read"):
+        load(tmp_path / "junk.asdf")
+
+
+def test_fits_export_read_by_sunpy(result, tmp_path):
+    path = save(result, tmp_path / "object.fits")
+    restored = sunpy.map.Map(path)
+    np.testing.assert_array_equal(restored.data, result.data)
+    assert restored.unit == u.ct
+    assert restored.wavelength == 450.4 * u.nm
+    assert restored.instrument == "VBI"
+    assert restored.date.isot == result.meta["date-obs"]
+    for x, y in zip(*PIXELS, strict=True):
+        separation = restored.wcs.pixel_to_world(x, y).separation(result.wcs.pixel_to_world(x, y))
+        assert separation < 1e-6 * u.arcsec
+    header = fits.getheader(path)
+    assert header["PRSTEP1"] == "MOMFBD"
+    assert header["PRPROC1"] == "sunpy_momfbd.deconvolve"
+    assert header["PRPVER1"] == __version__
+    assert json.loads(header["PRPARA1"])["forward"] == "PhysicalForward"
+    assert header["PRLIB1A"] == "torch"
+    assert header["PRVER1A"]
+    assert header["PRLIB1B"] == "sunpy"
+    assert header["MOMBORD"] == result.meta["momfbd"]["mask"]["border"]
+
+
+def test_fits_provenance_step_follows_existing_steps(result):
+    cube = NDCube(result.data, wcs=result.wcs, unit=result.unit, meta={**result.meta, "prstep1": "DARK-SUBTRACTION"})
+    header = to_fits_hdulist(cube)[0].header
+    assert header["PRSTEP1"] == "DARK-SUBTRACTION"
+    assert header["PRSTEP2"] == "MOMFBD"
+    assert header["PRLIB2A"] == "torch"
+
+
+def test_fits_collection_one_hdu_per_object(result, tmp_path):
+    collection = NDCollection([("wb", result), ("nb", result)], aligned_axes="all")
+    path = save(collection, tmp_path / "objects.fits")
+    with fits.open(path) as hdul:
+        assert [h.header.get("EXTNAME") for h in hdul] == ["wb", "nb"]
+    maps = sunpy.map.Map(path)
+    assert len(maps) == 2
