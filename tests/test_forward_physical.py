@@ -105,15 +105,15 @@ def test_gradients_are_correct():
     assert torch.autograd.gradcheck(model, (obj, modes))
 
 
-@pytest.mark.parametrize(("grid", "psf_size", "shape"), [(1, 7, (9, 11)), (2, 7, (11, 9)), (3, 6, (12, 10))])
+@pytest.mark.parametrize(("grid", "psf_size", "shape"), [(1, 5, (7, 9)), (2, 5, (9, 7)), (3, 6, (8, 6))])
 def test_gradients_are_correct_for_one_psf_and_odd_sizes(grid, psf_size, shape):
     # The FFT convolution has a hand-written backward pass: check it on odd PSFs, odd and
     # non-square fields and the single-PSF path, where the output is cropped from the full convolution.
     setup = OpticalSetup(sampling=2.0, n_modes=5)
     model = PhysicalForward(setup, node_spacing=3, psf_size=psf_size)
     generator = torch.Generator().manual_seed(5)
-    obj = torch.rand(2, *shape, dtype=torch.float64, generator=generator, requires_grad=True)
-    modes = (0.3 * torch.randn(2, 5, grid, grid, dtype=torch.float64, generator=generator)).requires_grad_()
+    obj = torch.rand(1, *shape, dtype=torch.float64, generator=generator, requires_grad=True)
+    modes = (0.3 * torch.randn(1, 5, grid, grid, dtype=torch.float64, generator=generator)).requires_grad_()
     assert torch.autograd.gradcheck(model, (obj, modes))
 
 

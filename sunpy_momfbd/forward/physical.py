@@ -220,7 +220,7 @@ class _FFTConvolution(torch.autograd.Function):
     Autograd through ``irfft2(rfft2(x, s) * rfft2(k, s))`` recomputes both spectra's adjoints on
     full complex grids. Here the backward pass reuses the spectra saved by the forward pass: the
     gradients are correlations of the output gradient with the other operand, one ``rfft2`` and
-    two ``irfft2``. They are exact (no wrap-around) because the FFT grid holds the whole linear
+    two inverse FFTs cropped to the sizes of the inputs. They are exact (no wrap-around) because the FFT grid holds the whole linear
     convolution, which is also why the correlations need no shift.
     """
 
@@ -233,7 +233,7 @@ class _FFTConvolution(torch.autograd.Function):
         ctx.sizes = images.shape[-2:], kernels.shape[-2:]
         out_y = images.shape[-2] + kernels.shape[-2] - 1
         out_x = images.shape[-1] + kernels.shape[-1] - 1
-        return torch.fft.irfft2(image_spectrum * kernel_spectrum, s=shape)[..., :out_y, :out_x]
+        return _irfft2_cropped(image_spectrum * kernel_spectrum, shape, (out_y, out_x))
 
     @staticmethod
     def backward(ctx, grad):
@@ -245,9 +245,20 @@ class _FFTConvolution(torch.autograd.Function):
         ):
             correlation = None
             if needed:
-                correlation = torch.fft.irfft2(grad_spectrum * other.conj(), s=ctx.shape)[..., : size[0], : size[1]]
+                correlation = _irfft2_cropped(grad_spectrum * other.conj(), ctx.shape, size)
             grads.append(correlation)
         return *grads, None
+
+
+def _irfft2_cropped(spectrum, shape, size):
+    """
+    ``irfft2(spectrum, s=shape)[..., :size[0], :size[1]]``, inverting only the rows that are kept.
+
+    The inverse along y comes first, so the real inverse along x runs on ``size[0]`` rows instead
+    of ``shape[0]``: about twice as fast when most rows are cropped, as in the backward pass.
+    """
+    rows = torch.fft.ifft(spectrum, n=shape[0], dim=-2)[..., : size[0], :]
+    return torch.fft.irfft(rows, n=shape[1], dim=-1)[..., : size[1]]
 
 
 def _fast_size(n):
