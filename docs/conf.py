@@ -60,6 +60,9 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 napoleon_use_param = False  # keep "name : type" as written; types may be prose ("int, optional")
+# Docstrings state the types; signatures' annotations (e.g. dataclass fields typed ``object``) would
+# only add ambiguous cross-references.
+autodoc_typehints = "none"
 
 # sphinx-automodapi: API pages under docs/api (generated, git-ignored). Inheritance diagrams need
 # graphviz, which is not a dependency.

@@ -112,10 +112,10 @@ def deconvolve(
 
     References
     ----------
-    .. [1] van Noort, M., Rouppe van der Voort, L. & Löfdahl, M. G. 2005, Sol. Phys. 228, 191.
-    .. [2] Löfdahl, M. G. 2002, Proc. SPIE 4792, 146.
-    .. [3] Asensio Ramos, A. 2024, A&A 688, A88.
-    .. [4] Asensio Ramos, A. et al. 2025, torchmfbd, arXiv:2505.10639.
+    * van Noort, M., Rouppe van der Voort, L. & Löfdahl, M. G. 2005, Sol. Phys. 228, 191.
+    * Löfdahl, M. G. 2002, Proc. SPIE 4792, 146.
+    * Asensio Ramos, A. 2024, A&A 688, A88.
+    * Asensio Ramos, A. et al. 2025, torchmfbd, arXiv:2505.10639.
 
     Examples
     --------

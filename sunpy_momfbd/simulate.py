@@ -14,9 +14,9 @@ requested isoplanatic patch in pixels.
 
 References
 ----------
-.. [1] Fried, D. L. 1982, J. Opt. Soc. Am. 72, 52 (isoplanatic angle).
-.. [2] Lane, R. G., Glindemann, A. & Dainty, J. C. 1992, Waves in Random Media 2, 209 (phase
-       screens with subharmonics).
+* Fried, D. L. 1982, J. Opt. Soc. Am. 72, 52 (isoplanatic angle).
+* Lane, R. G., Glindemann, A. & Dainty, J. C. 1992, Waves in Random Media 2, 209 (phase
+  screens with subharmonics).
 """
 
 import math

@@ -165,7 +165,7 @@ def resample_modes(modes, size, corner, region_size, grid):
     Returns
     -------
     `torch.Tensor`
-        Shape (B, n_modes, *grid).
+        Shape ``(B, n_modes, *grid)``.
     """
     positions = [
         (torch.arange(g, device=modes.device, dtype=modes.dtype) + 0.5) * n / g - 0.5 + c

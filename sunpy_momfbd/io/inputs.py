@@ -136,7 +136,7 @@ class PreparedChannel:
     """
     One channel of a burst with everything the output layer needs.
 
-    Attributes
+    Parameters
     ----------
     name : str
         Channel name (key of the input dict, or "object").
@@ -185,7 +185,7 @@ class PreparedBurst:
     """
     A `~sunpy_momfbd.solver.Burst` and the channels' metadata.
 
-    Attributes
+    Parameters
     ----------
     burst : `~sunpy_momfbd.solver.Burst`
     channels : list of `PreparedChannel`
