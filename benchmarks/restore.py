@@ -1,0 +1,756 @@
+"""
+Restoration benchmark: whole-field MOMFBD against a patch-wise MOMFBD and an oracle, on a real scene.
+
+The scene is the DKIST/VBI blue-continuum (450.4 nm) granulation image shipped with sunkit-image's
+test data, at its native scale (0.0101 arcsec per pixel on the 4 m DKIST, i.e. a sampling of 2.29
+pixels per λ/D). `sunpy_momfbd.simulate.simulate_burst` degrades it with layered, anisoplanatic,
+partially AO-corrected Kolmogorov turbulence and photon noise. Every method restores the same
+frames; each runs in its own Python process, so that its peak memory (the resident-set high-water
+mark of the process's own address space, ``VmHWM`` on Linux, see `_peak_rss_mib`) is its own.
+Times are the wall time of the restoration call only (imports, reading the burst and one-off
+caches excluded and reported separately), measured in the same run for every method, so ratios
+between them are the meaningful numbers on a shared machine.
+
+Methods
+-------
+mean
+    The burst average.
+best
+    The frame with the highest RMS contrast.
+momfbd
+    `sunpy_momfbd.solver.solve` with `~sunpy_momfbd.forward.PhysicalForward`: one whole-field
+    solve with spatially variant wavefronts, no mosaic.
+emulator
+    The same with ``EmulatorForward.from_pretrained("default", setup)``; skipped (and recorded as
+    skipped) when no pretrained weights are installed: random weights would mean nothing.
+oracle
+    The restoration with the true wavefronts: the solver's own objective (noise-weighted data
+    misfit through the exact forward model that made the frames, plus the same power-law object
+    prior) minimised over the object alone with L-BFGS from the solver's multi-frame Wiener start,
+    the wavefronts fixed to the simulation's true ``scene_modes``. The distance between the
+    solver and the oracle is the price of not knowing the wavefronts.
+torchmfbd
+    torchmfbd's patch-wise MOMFBD (``Deconvolution`` on ``Patchify4D`` patches, the object
+    eliminated in closed form, Adam on 44 KL modes with its linear mode annealing, stitched with
+    its cosine-weighted ``unpatchify``) when ``torchmfbd`` is installed (``pip install
+    sunpy-momfbd[benchmark]``). torchmfbd anchors tip-tilt on the first frame; its objects are
+    recomputed with its own functions after re-centring tip-tilt on the frame average, the
+    convention of the truth (and of MOMFBD), so that a different anchor is not scored as blur.
+
+Quality (interior pixels: ``--border`` pixels in from each edge)
+----------------------------------------------------------------
+error
+    RMS of (a·restored + b − truth) / std(truth), with a and b the least-squares fit, against the
+    diffraction-limited truth (the scene seen through the aberration-free telescope).
+correlation
+    Pearson correlation with the truth.
+contrast_ratio
+    RMS contrast (std / mean) of the restoration over that of the truth.
+power_ratio_half_cutoff
+    Azimuthally averaged power of the fitted restoration over the truth's, in the annulus
+    0.45–0.55 of the diffraction cutoff (Hann-windowed interior).
+seam_score
+    RMS residual within 1 pixel of the edges of the patch-wise method's tiles (rows and columns
+    where a torchmfbd tile, after its apodisation crop, starts or ends) over the RMS residual
+    elsewhere in the interior. The same lines are used for every method; about 1 means no seams.
+
+Object estimates (momfbd, emulator, oracle, torchmfbd) are scored as returned and, in a second
+row, after convolution with the diffraction-limited PSF (torchmfbd's own ``obj_diffraction``):
+the truth is the object seen at the diffraction limit, and this variant filters the noise of a
+full deconvolution the way torchmfbd recommends for comparisons.
+
+Usage::
+
+    python benchmarks/restore.py [--quick] [--output benchmarks/results/restore.json] [--methods ...]
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import sunkit_image
+import torch
+
+from astropy.io import fits
+
+import sunpy_momfbd
+from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
+from sunpy_momfbd.optics import OpticalSetup, psf
+from sunpy_momfbd.simulate import simulate_burst
+from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
+from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
+from sunpy_momfbd.solver.solve import _Problem
+
+#: Run order: the two timed competitors back to back, so that they see the same machine load.
+METHODS = ("mean", "best", "momfbd", "torchmfbd", "emulator", "oracle")
+#: Native plate scale of the VBI image if its header lacks one (arcsec per pixel).
+VBI_PIXEL_SCALE = 0.0101236
+VBI_WAVELENGTH_NM = 450.4
+DKIST_DIAMETER_M = 4.0
+
+CASES = {
+    "full": {
+        "field": 256,
+        "n_frames": 12,
+        "d_over_r0": 10.0,
+        "isoplanatic_patch": 60.0,
+        "ao_modes": 15,
+        "ao_residual": 0.1,
+        "photons": 2000.0,
+        "true_mode_grid": 10,
+        "seed": 2024,
+        "momfbd": {"mode_grid": 6, "patch_size": 64, "n_iterations": 60},
+        "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
+    },
+    "quick": {
+        "field": 128,
+        "n_frames": 6,
+        "d_over_r0": 10.0,
+        "isoplanatic_patch": 60.0,
+        "ao_modes": 15,
+        "ao_residual": 0.1,
+        "photons": 2000.0,
+        "true_mode_grid": 6,
+        "seed": 2024,
+        "momfbd": {"mode_grid": 4, "patch_size": 64, "n_iterations": 60},
+        "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
+    },
+}
+
+#: torchmfbd settings shared by every case (its documented example configuration for 44 KL modes,
+#: with the telescope, wavelength and pixel of this burst; cutoff chosen as described in the docs).
+TORCHMFBD_CONFIG = {
+    "apodization_border": 6,
+    "image_filter": "scharmer",
+    "cutoff": [0.5, 0.6],
+    "optimizer": "adam",
+    "lr_modes": 0.08,
+    "annealing": {"type": "linear", "start_pct": 0.0, "end_pct": 0.85},
+    "unpatchify": {"apodization": 6, "weight_type": "cosine", "weight_params": 30},
+}
+
+
+# ------------------------------------------------------------------------------------- the scene
+
+
+def vbi_image():
+    """Read the DKIST/VBI granulation image of sunkit-image's test data, with its plate scale."""
+    candidates = sorted(Path(sunkit_image.__file__).parent.rglob("*dkist*.fits"))
+    if not candidates:
+        msg = "the DKIST VBI test image was not found in sunkit-image's test data"
+        raise FileNotFoundError(msg)
+    with fits.open(candidates[0]) as hdus:
+        data = hdus[0].data.astype(float)
+        header = hdus[0].header
+    scale = float(header.get("CDELT1", VBI_PIXEL_SCALE))
+    wavelength = float(header.get("WAVELNTH", VBI_WAVELENGTH_NM))
+    return data, scale, wavelength, str(candidates[0])
+
+
+def make_case(name, workdir):
+    """Simulate the case's burst from the VBI image and save it for the method processes."""
+    case = CASES[name]
+    image, scale, wavelength, source = vbi_image()
+    sampling = (wavelength * 1e-9 / DKIST_DIAMETER_M) * 206264.806 / scale
+    setup = OpticalSetup(sampling=sampling)
+    margin = PhysicalForward(setup).psf_size // 2
+    size = case["field"] + 2 * margin
+    # The 300-pixel image is a little smaller than a 256-pixel field plus its margins: the missing
+    # few pixels of sky beyond the image (outside the observed field) are its mirror image.
+    extra = max(0, -(-(size - min(image.shape)) // 2))
+    if extra:
+        image = np.pad(image, extra, mode="reflect")
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    scene = image[top : top + size, left : left + size]
+    start = time.perf_counter()
+    burst = simulate_burst(
+        scene,
+        setup,
+        case["n_frames"],
+        case["d_over_r0"],
+        case["isoplanatic_patch"],
+        case["true_mode_grid"],
+        photons=case["photons"],
+        ao_modes=case["ao_modes"],
+        ao_residual=case["ao_residual"],
+        margin=margin,
+        rng=case["seed"],
+    )
+    simulation_time = time.perf_counter() - start
+    path = Path(workdir) / f"{name}.npz"
+    np.savez(
+        path,
+        frames=burst.frames,
+        truth=burst.diffraction_limited,
+        scene_modes=burst.scene_modes,
+        sampling=sampling,
+        margin=margin,
+        pixel_scale=scale,
+        wavelength_nm=wavelength,
+    )
+    info = {
+        "scene": {
+            "source": "DKIST/VBI blue continuum, sunkit-image test data (" + Path(source).name + ")",
+            "native_pixel_scale_arcsec": scale,
+            "wavelength_nm": wavelength,
+            "telescope_diameter_m": DKIST_DIAMETER_M,
+            "sampling_pixels_per_lambda_over_d": sampling,
+            "scene_size": size,
+            "margin": margin,
+            "reflect_padding_of_image": extra,
+        },
+        "simulation_seconds": simulation_time,
+        **{k: v for k, v in case.items() if k not in ("momfbd", "torchmfbd")},
+    }
+    return path, info
+
+
+# ----------------------------------------------------------------------------------- the metrics
+
+
+def _interior(image, border):
+    return image[border:-border, border:-border]
+
+
+def _linear_fit(image, truth):
+    design = np.stack([image.ravel(), np.ones(image.size)], axis=1)
+    coefficients = np.linalg.lstsq(design, truth.ravel(), rcond=None)[0]
+    return (design @ coefficients).reshape(truth.shape)
+
+
+def _radial_power(image, frequency, band):
+    window = np.outer(np.hanning(image.shape[0]), np.hanning(image.shape[1]))
+    power = np.abs(np.fft.fft2((image - image.mean()) * window)) ** 2
+    return power[band].mean()
+
+
+def seam_lines(field, patch, stride, crop):
+    """Rows/columns where a patch-wise tile (after its apodisation crop) starts or ends."""
+    count = (field - patch) // stride + 1
+    lines = set()
+    for k in range(count):
+        lines.update((k * stride + crop, k * stride + patch - crop - 1))
+    return sorted(lines)
+
+
+def quality(image, truth, sampling, border, lines):
+    """All quality numbers of one restoration against the truth."""
+    image, truth_in = _interior(image, border), _interior(truth, border)
+    fitted = _linear_fit(image, truth_in)
+    residual = fitted - truth_in
+    error = float(np.sqrt(np.mean(residual**2)) / truth_in.std())
+    correlation = float(np.corrcoef(image.ravel(), truth_in.ravel())[0, 1])
+    contrast = float((image.std() / image.mean()) / (truth_in.std() / truth_in.mean()))
+    fy = np.fft.fftfreq(image.shape[0])[:, None]
+    fx = np.fft.fftfreq(image.shape[1])[None, :]
+    relative = np.hypot(fy, fx) * sampling  # in units of the diffraction cutoff 1/sampling
+    band = (relative > 0.45) & (relative < 0.55)
+    power = float(_radial_power(fitted, relative, band) / _radial_power(truth_in, relative, band))
+    near = np.zeros(image.shape, dtype=bool)
+    for line in lines:
+        for offset in (-1, 0, 1):
+            index = line + offset - border
+            if 0 <= index < image.shape[0]:
+                near[index, :] = True
+                near[:, index] = True
+    seam = float(np.sqrt(np.mean(residual[near] ** 2)) / np.sqrt(np.mean(residual[~near] ** 2)))
+    return {
+        "error": error,
+        "correlation": correlation,
+        "contrast_ratio": contrast,
+        "power_ratio_half_cutoff": power,
+        "seam_score": seam,
+    }
+
+
+def diffraction_blur(obj, sampling):
+    """Blur an object estimate with the diffraction-limited PSF (reflect-padded), as the truth is."""
+    model = PhysicalForward(OpticalSetup(sampling=float(sampling)))
+    pad = model.psf_size // 2
+    padded = torch.from_numpy(np.pad(obj, pad, mode="reflect"))[None]
+    with torch.no_grad():
+        blurred = model(padded, torch.zeros(1, model.setup.n_modes, 1, 1, dtype=padded.dtype))[0]
+    return blurred.numpy()[pad:-pad, pad:-pad]
+
+
+# --------------------------------------------------------------------------------- the methods
+
+
+def _peak_rss_mib():
+    """
+    Resident-set high-water mark of this process in MiB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``, the peak of the process's own address
+    space since it was exec'd: ``getrusage(RUSAGE_SELF).ru_maxrss`` would also count the parent's
+    pages at the fork that started this worker. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on
+    macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024**2 if sys.platform == "darwin" else 1024)
+
+
+def _current_rss_mib():
+    try:
+        return importlib.import_module("psutil").Process().memory_info().rss / 1024**2
+    except ImportError:
+        return float("nan")
+
+
+def run_mean(data, options):
+    """Average the burst."""
+    return {"restored": data["frames"].mean(axis=0)}, {}
+
+
+def run_best(data, options):
+    """Pick the frame of highest RMS contrast."""
+    frames = data["frames"]
+    contrast = frames.std(axis=(-2, -1)) / frames.mean(axis=(-2, -1))
+    index = int(np.argmax(contrast))
+    return {"restored": frames[index]}, {"frame": index}
+
+
+def _warm_optics(setup):
+    """Fill the package's KL-mode and pupil caches (a one-off cost, reported separately)."""
+    start = time.perf_counter()
+    psf(torch.zeros(1, setup.n_modes), setup, PhysicalForward(setup).psf_size)
+    return time.perf_counter() - start
+
+
+def run_momfbd(data, options, forward=None):
+    """Restore the burst with `sunpy_momfbd.solver.solve` (physical or emulator forward model)."""
+    setup = OpticalSetup(sampling=float(data["sampling"]))
+    warm = _warm_optics(setup)
+    model = None
+    if forward == "emulator":
+        model = EmulatorForward.from_pretrained("default", setup)
+    burst = Burst([Channel(data["frames"], setup)])
+    start = time.perf_counter()
+    solution = solve(burst, forward=(lambda _: model) if model else None, progress=False, **options)
+    elapsed = time.perf_counter() - start
+    obj = solution.objects["object"]
+    extra = {
+        "timing": solution.timing,
+        "iterations": solution.iterations,
+        "converged": solution.converged,
+        "final_loss": solution.loss_history[-1] if solution.loss_history else None,
+        "d_over_r0_median": float(np.median(solution.d_over_r0)),
+        "cache_warmup_seconds": warm,
+    }
+    if model is not None:
+        extra["emulator_certified"] = bool(model.is_certified(setup))
+        extra["emulator_weights_sha256"] = getattr(model, "weights_sha256", None)
+    return {"restored": obj, "restored_diffraction": diffraction_blur(obj, data["sampling"]), "seconds": elapsed}, extra
+
+
+def run_oracle(data, options):
+    """Minimise the solver's objective over the object alone, wavefronts fixed at the truth."""
+    setup = OpticalSetup(sampling=float(data["sampling"]))
+    warm = _warm_optics(setup)
+    frames = data["frames"]
+    modes = torch.as_tensor(data["scene_modes"])
+    n_iterations = int(options.get("n_iterations", 100))
+    tolerance = float(options.get("tolerance", 1e-6))
+    start = time.perf_counter()
+    settings = SolverSettings(mode_grid=tuple(modes.shape[-2:]), progress=False, device="cpu")
+    problem = _Problem(Burst([Channel(frames, setup)]), settings, PhysicalForward)
+    if problem.padding != int(data["margin"]):
+        msg = f"the solver pads by {problem.padding} px but the scene margin is {int(data['margin'])} px"
+        raise RuntimeError(msg)
+    scene_shape = tuple(n + 2 * problem.padding for n in frames.shape[-2:])
+    modes = modes.to(problem.device, problem.dtype)
+    estimate, precondition, prior = wiener_start(problem, modes, "object", settings.object_prior)
+    obj = PreconditionedObject(estimate, precondition)
+    crop = (slice(None), *problem.field)
+    data_frames = problem.frames[0]
+    weight = 1 / problem.noise[0][:, None, None]
+    n_data = data_frames.numel()
+    n_pixels = np.prod(problem.padded_shape)
+    optimiser = torch.optim.LBFGS([obj.variable], max_iter=1, line_search_fn="strong_wolfe", history_size=20)
+
+    def closure():
+        optimiser.zero_grad()
+        estimate = obj()
+        model = problem.predict({"object": estimate}, modes, 0)[crop]
+        loss = (weight * (model - data_frames).square()).sum() / n_data
+        loss = loss + prior_penalty(estimate, prior) / (n_data * n_pixels)
+        loss.backward()
+        return loss
+
+    history = []
+    for _ in range(n_iterations):
+        history.append(float(optimiser.step(closure)))
+        if len(history) > 5 and abs(history[-6] - history[-1]) <= tolerance * abs(history[-1]):
+            break
+    with torch.no_grad():
+        restored = obj()[problem.field].cpu().numpy()
+    elapsed = time.perf_counter() - start
+    extra = {
+        "iterations": len(history),
+        "final_loss": history[-1],
+        "scene_shape": list(scene_shape),
+        "true_mode_grid": list(modes.shape[-2:]),
+        "cache_warmup_seconds": warm,
+    }
+    restored_diffraction = diffraction_blur(restored, data["sampling"])
+    return {"restored": restored, "restored_diffraction": restored_diffraction, "seconds": elapsed}, extra
+
+
+def run_torchmfbd(data, options):
+    """Restore the burst with torchmfbd's patch-wise MOMFBD and stitch its patches."""
+    torchmfbd = importlib.import_module("torchmfbd")  # optional: pip install 'sunpy-momfbd[benchmark]'
+    logging.disable(logging.INFO)
+    frames = data["frames"]
+    patch, stride, n_iterations = options["patch_size"], options["stride"], options["n_iterations"]
+    tc = TORCHMFBD_CONFIG
+    config = {
+        "telescope": {"diameter": DKIST_DIAMETER_M * 100, "central_obscuration": 0.0},  # cm
+        "images": {
+            "n_pixel": patch,
+            "pix_size": float(data["pixel_scale"]),
+            "apodization_border": tc["apodization_border"],
+            "remove_gradient_apodization": False,
+        },
+        # Ångström; torchmfbd's PSF sampling is 206265 λ / (D pix), the same 2.29 as the burst's.
+        "object1": {
+            "wavelength": float(data["wavelength_nm"]) * 10,
+            "image_filter": tc["image_filter"],
+            "cutoff": list(tc["cutoff"]),
+        },
+        "optimization": {
+            "gpu": -1,
+            "transform": "softplus",
+            "softplus_scale": 1.0,
+            "lr_obj": 0.02,
+            "lr_modes": tc["lr_modes"],
+        },
+        "regularization": {"iuwt1": {"variable": "object", "lambda": 0.0, "nbands": 5}},
+        "psf": {"model": "kl", "nmax_modes": 44},
+        "initialization": {"object": "contrast", "modes_std": 0.0},
+        "annealing": dict(tc["annealing"]),
+    }
+    scale = frames.mean()
+    tensor = torch.tensor((frames / scale)[None].astype("float32"))  # torchmfbd's examples work at mean 1
+
+    # KL basis: computed once and cached on disk by torchmfbd (in ./basis of the working directory).
+    start = time.perf_counter()
+    probe = torchmfbd.Deconvolution(config)
+    probe.add_frames(tensor[:, :, :patch, :patch], id_object=0, id_diversity=0, diversity=0.0)
+    probe.combine_frames()
+    probe.n_o = 1
+    probe.define_basis()
+    basis_seconds = time.perf_counter() - start
+    del probe
+
+    start = time.perf_counter()
+    patchify = torchmfbd.Patchify4D()
+    patches = patchify.patchify(tensor, patch_size=patch, stride_size=stride, flatten_sequences=True)
+    deconvolution = torchmfbd.Deconvolution(config)
+    deconvolution.add_frames(patches, id_object=0, id_diversity=0, diversity=0.0)
+    deconvolution.deconvolve(
+        infer_object=False,
+        optimizer=tc["optimizer"],
+        simultaneous_sequences=patches.shape[0],
+        n_iterations=n_iterations,
+    )
+    # Re-anchor tip-tilt on the frame average (torchmfbd anchors on frame 0) and recompute the
+    # objects with torchmfbd's own PSF and object functions.
+    modes = deconvolution.modes.clone()
+    modes[:, :, :2] -= modes[:, :, :2].mean(dim=1, keepdim=True)
+    device = deconvolution.device
+    with torch.no_grad():
+        _, psf_ft = deconvolution.compute_psfs(modes, [d.to(device) for d in deconvolution.diversity])
+        spectra = [torch.fft.fft2(f.to(device)) for f in deconvolution.frames_apodized]
+        _, obj_ft, obj = deconvolution.compute_object(
+            spectra, psf_ft, [s.to(device) for s in deconvolution.sigma], [p.to(device) for p in deconvolution.plane]
+        )
+        obj_diffraction = torch.fft.ifft2(obj_ft[0] * deconvolution.psf_diffraction_ft[0][None]).real
+    stitch = tc["unpatchify"]
+    mosaics = [patchify.unpatchify(o, **stitch).cpu().numpy()[0] * scale for o in (obj[0], obj_diffraction)]
+    elapsed = time.perf_counter() - start
+
+    crop = stitch["apodization"]
+    placed = []
+    for mosaic in mosaics:  # the mosaic starts `crop` pixels in; pad the rest with its edge values
+        full = np.pad(
+            mosaic,
+            [(crop, n - crop - m) for n, m in zip(frames.shape[-2:], mosaic.shape, strict=True)],
+            mode="edge",
+        )
+        placed.append(full)
+    extra = {
+        "basis_seconds": basis_seconds,
+        "n_patches": int(patches.shape[0]),
+        "mosaic_shape": list(mosaics[0].shape),
+        "torch_threads": torch.get_num_threads(),
+        "version": getattr(torchmfbd, "__version__", _distribution_version("torchmfbd")),
+    }
+    return {"restored": placed[0], "restored_diffraction": placed[1], "seconds": elapsed}, extra
+
+
+def _distribution_version(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def worker(method, input_path, output_path, options):
+    """Run one method in this process and write its restoration, time and memory."""
+    data = dict(np.load(input_path))
+    baseline = _current_rss_mib()
+    runner = {
+        "mean": run_mean,
+        "best": run_best,
+        "momfbd": run_momfbd,
+        "emulator": lambda d, o: run_momfbd(d, o, forward="emulator"),
+        "oracle": run_oracle,
+        "torchmfbd": run_torchmfbd,
+    }[method]
+    start = time.perf_counter()
+    arrays, extra = runner(data, options)
+    elapsed = arrays.pop("seconds", time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    np.savez(output_path, **arrays)
+    report = {
+        "seconds": elapsed,
+        "peak_rss_mib": _peak_rss_mib(),
+        "rss_before_method_mib": baseline,
+        "torch_threads": threads,
+        **extra,
+    }
+    Path(output_path).with_suffix(".json").write_text(json.dumps(report, default=float))
+
+
+# ---------------------------------------------------------------------------------- the driver
+
+
+def machine_info():
+    """Describe the machine and the software versions."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_at_start": load,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "numpy": np.__version__,
+        "sunpy_momfbd": sunpy_momfbd.__version__,
+        "torchmfbd": _distribution_version("torchmfbd"),
+    }
+
+
+def available(method):
+    """None if the method can run here, else the reason it is skipped."""
+    if method == "torchmfbd":
+        try:
+            importlib.import_module("torchmfbd")
+        except ImportError as err:
+            return f"torchmfbd is not installed ({err}); pip install 'sunpy-momfbd[benchmark]'"
+    if method == "emulator":
+        try:
+            EmulatorForward.from_pretrained("default", OpticalSetup(sampling=2.29))
+        except (FileNotFoundError, ValueError) as err:
+            return f"no usable pretrained emulator: {err}"
+    return None
+
+
+def method_options(method, case):
+    """Return the settings a method runs with in a case."""
+    if method in ("momfbd", "emulator"):
+        return dict(case["momfbd"])
+    if method == "torchmfbd":
+        return dict(case["torchmfbd"])
+    if method == "oracle":
+        return {"n_iterations": 60, "tolerance": SolverSettings().tolerance}  # the solver's stopping rule
+    return {}
+
+
+def run_case(name, methods, workdir, border, log):
+    """Simulate a case, run every method in its own process and score it."""
+    case = CASES[name]
+    path, info = make_case(name, workdir)
+    log(f"[{name}] simulated {case['field']}² x {case['n_frames']} frames in {info['simulation_seconds']:.1f} s")
+    data = np.load(path)
+    truth, sampling = data["truth"], float(data["sampling"])
+    tm = case["torchmfbd"]
+    lines = seam_lines(case["field"], tm["patch_size"], tm["stride"], TORCHMFBD_CONFIG["unpatchify"]["apodization"])
+    results, skipped = {}, {}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cache = Path(workdir) / "torchmfbd-cache"
+    cache.mkdir(exist_ok=True)
+    for method in methods:
+        reason = available(method)
+        if reason:
+            skipped[method] = reason
+            log(f"[{name}] {method}: skipped ({reason})")
+            continue
+        options = method_options(method, case)
+        output = Path(workdir) / f"{name}-{method}.npz"
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--input", str(path)]
+        command += ["--result", str(output), "--options", json.dumps(options)]
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=cache, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            skipped[method] = f"failed (exit {done.returncode}): {done.stderr[-2000:]}"
+            log(f"[{name}] {method}: FAILED\n{done.stderr[-2000:]}")
+            continue
+        report = json.loads(output.with_suffix(".json").read_text())
+        arrays = np.load(output)
+        entry = {"settings": options, **report, "process_wall_seconds": wall}
+        entry["quality"] = quality(arrays["restored"], truth, sampling, border, lines)
+        if "restored_diffraction" in arrays:
+            entry["quality_diffraction_blurred"] = quality(
+                arrays["restored_diffraction"], truth, sampling, border, lines
+            )
+        results[method] = entry
+        q = entry["quality"]
+        log(
+            f"[{name}] {method}: {report['seconds']:.1f} s, peak {report['peak_rss_mib']:.0f} MiB, "
+            f"error {q['error']:.3f}, seam {q['seam_score']:.2f}"
+        )
+    return {
+        "case": info,
+        "momfbd_settings": case["momfbd"],
+        "torchmfbd_settings": {**case["torchmfbd"], **TORCHMFBD_CONFIG},
+        "evaluation": {"border": border, "seam_lines": lines},
+        "results": results,
+        "skipped": skipped,
+        "targets": targets(results),
+    }
+
+
+def best_error(entry):
+    """Return the lower error of a method's two scored products (as returned, or at the diffraction limit)."""
+    errors = [entry["quality"]["error"]]
+    if "quality_diffraction_blurred" in entry:
+        errors.append(entry["quality_diffraction_blurred"]["error"])
+    return min(errors)
+
+
+def targets(results):
+    """Decide the issue's targets, each with the numbers behind it (absent where a method is missing)."""
+    ours, patchwise, oracle = results.get("momfbd"), results.get("torchmfbd"), results.get("oracle")
+    verdict = {}
+    if ours and patchwise:
+        ratio = patchwise["seconds"] / ours["seconds"]
+        verdict["faster_than_torchmfbd"] = {
+            "speedup": ratio,
+            "momfbd_seconds": ours["seconds"],
+            "torchmfbd_seconds": patchwise["seconds"],
+            "met": ratio > 1,
+        }
+        verdict["quality_at_least_torchmfbd"] = {
+            "momfbd_error": best_error(ours),
+            "torchmfbd_error": best_error(patchwise),
+            "met": best_error(ours) <= best_error(patchwise),
+        }
+    if ours:
+        seam = ours["quality"]["seam_score"]
+        verdict["no_seams"] = {"momfbd_seam_score": seam, "threshold": 1.1, "met": seam <= 1.1}
+    if ours and oracle:
+        ratio = best_error(ours) / best_error(oracle)
+        verdict["within_1.5x_oracle"] = {"error_ratio": ratio, "met": ratio <= 1.5}
+    return verdict
+
+
+def main(argv=None):
+    """Run the benchmark from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="the 128², 6-frame case only (a few minutes)")
+    parser.add_argument("--output", default=None, help="JSON file (default benchmarks/results/restore[_quick].json)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=METHODS,
+        help="methods to run (default: all; without a GPU all but the emulator, which must then be named)",
+    )
+    parser.add_argument("--border", type=int, default=16, help="pixels left out of the metrics at each edge")
+    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        worker(args.worker, args.input, args.result, json.loads(args.options))
+        return
+
+    name = "quick" if args.quick else "full"
+    default = Path(__file__).parent / "results" / ("restore_quick.json" if args.quick else "restore.json")
+    output = Path(args.output) if args.output else default
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(message):
+        print(message, flush=True)
+
+    methods, excluded = args.methods, {}
+    if methods is None:
+        methods = list(METHODS)
+        if not torch.cuda.is_available():
+            # Like forward="auto", the emulator is a GPU tool: on a CPU it costs ~10x PhysicalForward.
+            methods.remove("emulator")
+            excluded["emulator"] = "no GPU: not run by default on a CPU (name it in --methods to run it)"
+    start = time.perf_counter()
+    record = {"benchmark": "restore", "machine": machine_info(), "command": " ".join(sys.argv)}
+    with tempfile.TemporaryDirectory(prefix="momfbd-restore-") as workdir:
+        record["cases"] = {name: run_case(name, methods, workdir, args.border, log)}
+    if excluded:
+        record["cases"][name]["skipped"].update(excluded)
+    record["total_seconds"] = time.perf_counter() - start
+    output.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    log(f"wrote {output} ({record['total_seconds']:.0f} s)")
+    print_table(record["cases"][name], log)
+
+
+def print_table(case, log):
+    """Print a case's table and target verdicts."""
+    log(f"{'method':<28}{'time s':>9}{'peak MiB':>10}{'error':>8}{'corr':>7}{'contrast':>9}{'P(fc/2)':>9}{'seam':>6}")
+    for method, entry in case["results"].items():
+        for label, key in ((method, "quality"), (method + " ⊛ diffraction", "quality_diffraction_blurred")):
+            if key not in entry:
+                continue
+            q = entry[key]
+            log(
+                f"{label:<28}{entry['seconds']:>9.1f}{entry['peak_rss_mib']:>10.0f}{q['error']:>8.3f}"
+                f"{q['correlation']:>7.3f}{q['contrast_ratio']:>9.2f}{q['power_ratio_half_cutoff']:>9.2f}"
+                f"{q['seam_score']:>6.2f}"
+            )
+    for target, numbers in case["targets"].items():
+        log(f"{target}: {'MET' if numbers['met'] else 'NOT MET'} {numbers}")
+
+
+if __name__ == "__main__":
+    main()
