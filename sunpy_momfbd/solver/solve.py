@@ -378,7 +378,16 @@ def _refine(problem, modes):
 
     parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":
-        optimiser = torch.optim.LBFGS(parameters, max_iter=1, line_search_fn="strong_wolfe", history_size=20)
+        # torch's own stopping tests (gradient below 1e-7) would freeze this normalised loss early and
+        # silently: the relative-loss rule below decides convergence instead.
+        optimiser = torch.optim.LBFGS(
+            parameters,
+            max_iter=1,
+            line_search_fn="strong_wolfe",
+            history_size=20,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
     else:
         optimiser = torch.optim.Adam(parameters, lr=settings.learning_rate)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(settings.n_iterations, 1))
