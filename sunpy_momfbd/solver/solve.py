@@ -19,6 +19,9 @@ from sunpy_momfbd.solver.problem import Burst
 
 __all__ = ["Solution", "SolverSettings", "solve"]
 
+#: Fresh starts of L-BFGS's curvature history allowed when the loss stalls, before stopping.
+MAX_LBFGS_RESTARTS = 3
+
 
 @dataclass(frozen=True)
 class SolverSettings:
@@ -378,21 +381,12 @@ def _refine(problem, modes):
 
     parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":
-        # torch's own stopping tests (gradient below 1e-7) would freeze this normalised loss early and
-        # silently: the relative-loss rule below decides convergence instead.
-        optimiser = torch.optim.LBFGS(
-            parameters,
-            max_iter=1,
-            line_search_fn="strong_wolfe",
-            history_size=20,
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-        )
+        optimiser = _lbfgs(parameters)
     else:
         optimiser = torch.optim.Adam(parameters, lr=settings.learning_rate)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(settings.n_iterations, 1))
 
-    history, converged = [], False
+    history, converged, restarts = [], False, 0
     with tqdm(total=settings.n_iterations, desc="MOMFBD", disable=not settings.progress, leave=False) as bar:
         for _ in range(settings.n_iterations):
             loss = float(optimiser.step(closure))
@@ -402,11 +396,25 @@ def _refine(problem, modes):
             bar.set_postfix(loss=f"{loss:.5g}")
             bar.update()
             if len(history) > 5 and abs(history[-6] - loss) <= settings.tolerance * abs(loss):
+                # L-BFGS can stall with a stale curvature history (seen at a misfit 5 % above the
+                # oracle's); a fresh history gets it moving again, a few times before giving up.
+                if settings.optimizer == "lbfgs" and restarts < MAX_LBFGS_RESTARTS:
+                    restarts += 1
+                    optimiser = _lbfgs(parameters)
+                    continue
                 converged = True
                 break
     problem.offsets = problem.offsets.detach()
     with torch.no_grad():
         return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
+
+
+def _lbfgs(parameters):
+    """L-BFGS for one iteration per step; convergence is decided by the caller's relative-loss rule."""
+    # torch's own stopping tests (a gradient below 1e-7) would freeze this normalised loss silently.
+    return torch.optim.LBFGS(
+        parameters, max_iter=1, line_search_fn="strong_wolfe", history_size=20, tolerance_grad=0.0, tolerance_change=0.0
+    )
 
 
 def _smoothness(modes, variance, weight):
