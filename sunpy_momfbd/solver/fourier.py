@@ -6,7 +6,7 @@ import torch
 
 from sunpy_momfbd.optics import psf
 
-__all__ = ["band_mask", "noise_variance", "otf", "radial_frequency", "tukey_window"]
+__all__ = ["band_mask", "noise_variance", "otf", "radial_frequency", "transfer_function", "tukey_window"]
 
 
 def radial_frequency(shape, device=None, dtype=torch.float64, real=True):
@@ -102,5 +102,27 @@ def otf(coefficients, setup, size):
     `torch.Tensor`
         Complex OTFs, shape (..., size, size // 2 + 1), 1 at zero frequency.
     """
-    kernel = psf(coefficients, setup, size)
-    return torch.fft.rfft2(torch.fft.ifftshift(kernel, dim=(-2, -1)))
+    return transfer_function(psf(coefficients, setup, size), (size, size))
+
+
+def transfer_function(kernels, shape):
+    """
+    OTFs, on the real-FFT grid of an image of ``shape``, of PSFs centred at P // 2.
+
+    Parameters
+    ----------
+    kernels : `torch.Tensor`
+        PSFs, shape (..., P, P) with P no larger than the image.
+    shape : tuple of int
+        Image shape (H, W).
+
+    Returns
+    -------
+    `torch.Tensor`
+        Complex, shape (..., H, W // 2 + 1).
+    """
+    size = kernels.shape[-1]
+    canvas = kernels.new_zeros(*kernels.shape[:-2], *shape)
+    canvas[..., :size, :size] = kernels
+    canvas = torch.roll(canvas, shifts=(-(size // 2), -(size // 2)), dims=(-2, -1))
+    return torch.fft.rfft2(canvas)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sunpy_momfbd.optics import psf
-from sunpy_momfbd.solver.fourier import band_mask, radial_frequency, tukey_window
+from sunpy_momfbd.solver.fourier import band_mask, radial_frequency, transfer_function, tukey_window
 
 __all__ = ["PreconditionedObject", "prior_penalty", "wiener_start"]
 
@@ -88,7 +88,7 @@ def wiener_start(problem, modes, object_id, strength=1.0):
         mean = frames.mean(dim=(-2, -1), keepdim=True)
         extended = F.pad((frames - mean)[None], (pad,) * 4, mode="reflect")[0] * taper + mean
         kernels = psf(problem.channel_modes(modes, c).mean(dim=(-2, -1)), problem.setups[c], 2 * pad)
-        transfer = _transfer_function(kernels, shape)
+        transfer = transfer_function(kernels, shape)
         spectra = torch.fft.rfft2(extended)
         numerator = numerator + (weight * spectra * transfer.conj()).sum(dim=0)
         curvature = curvature + (weight * transfer.abs().square()).sum(dim=0)
@@ -119,12 +119,3 @@ def prior_penalty(obj, prior):
     # Columns other than zero (and Nyquist for even widths) stand for two columns of the full grid.
     doubled = terms[..., 1 : (obj.shape[-1] + 1) // 2].sum()
     return terms.sum() + doubled
-
-
-def _transfer_function(kernels, shape):
-    """OTFs on an FFT grid of ``shape`` of PSFs centred at P // 2."""
-    size = kernels.shape[-1]
-    canvas = kernels.new_zeros(*kernels.shape[:-2], *shape)
-    canvas[..., :size, :size] = kernels
-    canvas = torch.roll(canvas, shifts=(-(size // 2), -(size // 2)), dims=(-2, -1))
-    return torch.fft.rfft2(canvas)

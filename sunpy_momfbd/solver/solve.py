@@ -144,8 +144,6 @@ class Solution:
     diversity_offsets : `numpy.ndarray`
         Fitted corrections to each channel's diversity (radians at its wavelength), shape
         (n_channels, n_modes); zero unless ``fit_diversity``.
-    extra : dict
-        Anything else a caller wants to keep with the solution.
     """
 
     objects: dict
@@ -161,7 +159,6 @@ class Solution:
     converged: bool = False
     diversity_offsets: np.ndarray = None
     borders: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
 
     def mask(self, object_id):
         """
