@@ -264,7 +264,8 @@ def simulate_frames(obj, modes, setup, *, photons=None, read_noise=0.0, rng=None
     rng : `numpy.random.Generator` or int, optional
         Random generator or seed for the noise.
     model : `~sunpy_momfbd.forward.ForwardModel`, optional
-        Forward model, `~sunpy_momfbd.forward.PhysicalForward` of ``setup`` by default.
+        Forward model, `~sunpy_momfbd.forward.PhysicalForward` of ``setup`` by default. A model
+        with weights runs on their device (e.g. an `~sunpy_momfbd.forward.EmulatorForward` on a GPU).
 
     Returns
     -------
@@ -280,9 +281,10 @@ def simulate_frames(obj, modes, setup, *, photons=None, read_noise=0.0, rng=None
         msg = "read_noise is in electrons and needs photons (electrons per pixel at the mean intensity)"
         raise ValueError(msg)
     model = PhysicalForward(setup) if model is None else model
-    objects = torch.from_numpy(obj).expand(modes.shape[0], *obj.shape)
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    objects = torch.from_numpy(obj).to(device).expand(modes.shape[0], *obj.shape)
     with torch.no_grad():
-        frames = model(objects, torch.from_numpy(modes)).numpy()
+        frames = model(objects, torch.from_numpy(modes).to(device)).cpu().numpy()
     if photons is None:
         return frames
     rng = np.random.default_rng(rng)

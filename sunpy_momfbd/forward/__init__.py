@@ -6,4 +6,11 @@ from sunpy_momfbd.forward.base import ForwardModel, interpolate_modes, interpola
 from sunpy_momfbd.forward.emulator import EmulatorForward
 from sunpy_momfbd.forward.physical import PhysicalForward
 
-__all__ = ["EmulatorForward", "ForwardModel", "PhysicalForward", "interpolate_modes", "interpolation_matrix", "resample_modes"]
+__all__ = [
+    "EmulatorForward",
+    "ForwardModel",
+    "PhysicalForward",
+    "interpolate_modes",
+    "interpolation_matrix",
+    "resample_modes",
+]

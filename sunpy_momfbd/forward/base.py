@@ -5,6 +5,7 @@ What every forward model shares: the call signature, input checks and mode-map i
 import torch
 
 from sunpy_momfbd.optics import OpticalSetup
+from sunpy_momfbd.optics.psf import without_autocast
 
 __all__ = ["ForwardModel", "interpolate_modes", "interpolation_matrix"]
 
@@ -67,16 +68,19 @@ class ForwardModel(torch.nn.Module):
             For wrong dimensions, mismatched batch sizes, the wrong number of modes, or
             non-finite values.
         """
-        for name, value, ndim, layout in (("obj", obj, 3, "(B, H, W)"), ("modes", modes, 4, "(B, n_modes, gy, gx)")):
+        inputs = (("obj", obj, 3, "(B, H, W)"), ("modes", modes, 4, "(B, n_modes, gy, gx)"))
+        for name, value, ndim, layout in inputs:
             if not torch.is_tensor(value) or not value.is_floating_point():
                 msg = f"{name} must be a floating-point torch.Tensor, got {type(value).__name__}"
                 raise TypeError(msg)
             if value.ndim != ndim:
                 msg = f"{name} must have shape {layout}, got {tuple(value.shape)}"
                 raise ValueError(msg)
-            if not torch.isfinite(value).all():
-                msg = f"{name} contains NaN or infinite values"
-                raise ValueError(msg)
+        # One host synchronisation for both inputs (each bool() of a GPU tensor waits for the GPU).
+        if not (torch.isfinite(obj).all() & torch.isfinite(modes).all()):
+            name = "obj" if not torch.isfinite(obj).all() else "modes"
+            msg = f"{name} contains NaN or infinite values"
+            raise ValueError(msg)
         if obj.shape[0] != modes.shape[0]:
             msg = f"obj and modes must have the same batch size, got {obj.shape[0]} and {modes.shape[0]}"
             raise ValueError(msg)
@@ -142,7 +146,9 @@ def interpolate_modes(modes, y, x, size):
     """
     along_y = interpolation_matrix(modes.shape[-2], y.to(modes.dtype), size[0])
     along_x = interpolation_matrix(modes.shape[-1], x.to(modes.dtype), size[1])
-    return torch.einsum("yi,bmij,xj->bmyx", along_y, modes, along_x)
+    # In the dtype of the modes even under autocast: wavefronts feed PSFs, which need float32 phases.
+    with without_autocast(modes.device):
+        return torch.einsum("yi,bmij,xj->bmyx", along_y, modes, along_x)
 
 
 def resample_modes(modes, size, corner, region_size, grid):

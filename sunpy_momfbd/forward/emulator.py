@@ -321,7 +321,8 @@ class EmulatorForward(ForwardModel):
         modes : `torch.Tensor`
             Mode maps in radians, shape (B, n_modes, gy, gx).
         conditioning : `torch.Tensor`
-            Shape (B, len(conditioning_fields)), in the order of ``conditioning_fields``.
+            Shape (B, len(conditioning_fields)), in the order of ``conditioning_fields``; moved to
+            the device of the weights if needed.
 
         Returns
         -------
@@ -346,7 +347,7 @@ class EmulatorForward(ForwardModel):
         height, width = obj.shape[-2:]
         scale = obj.abs().mean(dim=(-2, -1), keepdim=True)
         normalised = obj / torch.where(scale > 0, scale, torch.ones_like(scale))
-        conditioning = (self._conditioning if conditioning is None else conditioning).to(weight.dtype)
+        conditioning = (self._conditioning if conditioning is None else conditioning).to(weight.device, weight.dtype)
 
         multiple = self.network.multiple
         border = self.border

@@ -4,6 +4,7 @@ The exact, physics-based spatially variant forward model.
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -118,17 +119,12 @@ class PhysicalForward(ForwardModel):
         # where needed instead of the large per-node arrays.
         batch, height, width = obj.shape
         size = self.psf_size
-        positions = [torch.as_tensor(a.positions, dtype=obj.dtype, device=obj.device) for a in (along_y, along_x)]
-        node_modes = interpolate_modes(modes, *positions, (height, width))  # (B, M, ny, nx)
+        (position_y, rows, weight_y), (position_x, cols, weight_x) = (
+            _on_device(a, obj.device, obj.dtype) for a in (along_y, along_x)
+        )
+        node_modes = interpolate_modes(modes, position_y, position_x, (height, width))  # (B, M, ny, nx)
         kernels = psf(node_modes.permute(0, 3, 2, 1), self.setup, size)  # (B, nx, ny, P, P)
         n_x, n_y = kernels.shape[1:3]
-        (rows, weight_y), (cols, weight_x) = (
-            (
-                torch.as_tensor(a.pixels, device=obj.device),
-                torch.as_tensor(a.weights, dtype=obj.dtype, device=obj.device),
-            )
-            for a in (along_y, along_x)
-        )
         (length_y, length_x) = (along_y.length, along_x.length)
 
         # Hat-weighted windows of the object around every node (zero outside the field), gathered
@@ -157,7 +153,7 @@ class PhysicalForward(ForwardModel):
         return canvas[:, margin : margin + height, margin : margin + width]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: `on_grid` returns one instance per layout
 class _AxisNodes:
     """PSF nodes along one axis: positions, the pixels of each node's window and its hat weights."""
 
@@ -170,6 +166,7 @@ class _AxisNodes:
         return self.pixels.shape[1]
 
     @classmethod
+    @lru_cache(maxsize=64)
     def on_grid(cls, n_pixels, n_grid, target_spacing):
         cell = n_pixels / n_grid
         step = cell / max(1, math.ceil(cell / target_spacing - 1e-9))
@@ -181,6 +178,16 @@ class _AxisNodes:
         pixels = starts[:, None] + np.arange(math.ceil(2 * step))
         weights = np.clip(1 - np.abs(pixels - positions[:, None]) / step, 0, None)
         return cls(positions, pixels, weights)
+
+
+@lru_cache(maxsize=64)
+def _on_device(nodes, device, dtype):
+    """Positions, window pixels and hat weights of a node layout as tensors, copied to a device once."""
+    return (
+        torch.as_tensor(nodes.positions, dtype=dtype, device=device),
+        torch.as_tensor(nodes.pixels, device=device),
+        torch.as_tensor(nodes.weights, dtype=dtype, device=device),
+    )
 
 
 def _convolve(obj, kernel):

@@ -8,6 +8,7 @@ any (fractional) sampling. Samplings below 1 are computed on an integer-oversamp
 decimated, which is the same point sampling.
 """
 
+import contextlib
 import math
 from functools import lru_cache
 
@@ -58,7 +59,8 @@ def psf(coefficients, setup, npix):
     if coefficients.ndim == 0 or coefficients.shape[-1] != setup.n_modes:
         msg = f"coefficients must have shape (..., {setup.n_modes}) for this setup, got {tuple(coefficients.shape)}"
         raise ValueError(msg)
-    if not coefficients.is_floating_point():
+    if coefficients.dtype != torch.float64:
+        # Phases of several radians need float32 at least; FFTs and torch.polar take no half types.
         coefficients = coefficients.to(torch.float32)
     npix = _positive_int("npix", npix)
     oversample = max(1, math.ceil(1 / setup.sampling))
@@ -67,9 +69,11 @@ def psf(coefficients, setup, npix):
     )
     grid = oversample * npix
     batch_shape = coefficients.shape[:-1]
-    # phase = centring + coefficients · modes in one matrix product (addmm), over a flat batch.
+    # phase = centring + coefficients · modes in one matrix product (addmm), over a flat batch; not
+    # lowered to bfloat16 by autocast (CUDA's torch.polar would refuse it, and the phase needs float32).
     flat = coefficients.reshape(-1, setup.n_modes)
-    phase = torch.addmm(centring.view(1, -1), flat, modes.view(setup.n_modes, -1)).view(*batch_shape, grid, grid)
+    with without_autocast(coefficients.device):
+        phase = torch.addmm(centring.view(1, -1), flat, modes.view(setup.n_modes, -1)).view(*batch_shape, grid, grid)
     field = torch.polar(pupil.expand_as(phase), phase)
     # |FFT|², as the sum of squares of the real and imaginary parts (cheaper than abs().square()).
     intensity = torch.view_as_real(torch.fft.fft2(field)).square().sum(dim=-1)
@@ -159,8 +163,29 @@ def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, d
     modes = _kl_modes(n_modes, grid, obscuration, diameter)
     ramp = np.mod(np.arange(grid) * (grid // 2), grid) * (2 * np.pi / grid)
     centring = np.mod(ramp[:, None] + ramp[None, :] + np.pi, 2 * np.pi) - np.pi
-    return (
-        torch.as_tensor(pupil, dtype=dtype, device=device),
-        torch.as_tensor(np.array(modes), dtype=dtype, device=device),
-        torch.as_tensor(centring, dtype=dtype, device=device),
-    )
+    # Normal tensors even when first called under torch.inference_mode(): inference tensors in the
+    # cache would break every later differentiable call.
+    with torch.inference_mode(False):
+        return (
+            torch.as_tensor(pupil, dtype=dtype, device=device),
+            torch.as_tensor(np.array(modes), dtype=dtype, device=device),
+            torch.as_tensor(centring, dtype=dtype, device=device),
+        )
+
+
+def without_autocast(device):
+    """
+    Context in which `torch.autocast` is off for ``device``'s type (a no-op where autocast does not exist).
+
+    Parameters
+    ----------
+    device : `torch.device`
+
+    Returns
+    -------
+    context manager
+    """
+    try:
+        return torch.autocast(device.type, enabled=False)
+    except RuntimeError:  # device types without autocast, such as "meta"
+        return contextlib.nullcontext()

@@ -37,7 +37,7 @@ class PreconditionedObject(torch.nn.Module):
     def __init__(self, initial, precondition):
         super().__init__()
         self.shape = initial.shape
-        self.scale = initial.abs().mean().clamp(min=torch.finfo(initial.dtype).tiny)
+        self.register_buffer("scale", initial.abs().mean().clamp(min=torch.finfo(initial.dtype).tiny))
         self.register_buffer("precondition", precondition / precondition.max())
         spectrum = torch.fft.rfft2(initial / self.scale)
         inverse = torch.where(self.precondition > 0, 1 / self.precondition.clamp(min=1e-30), 0)

@@ -2,6 +2,7 @@
 The MOMFBD solve: patch-wise wavefront initialisation, then a joint whole-field refinement.
 """
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -253,6 +254,13 @@ class _Problem:
         self.objects = burst.objects
         self.n_frames, self.n_modes, self.shape = burst.n_frames, burst.n_modes, burst.shape
         self.padding = max(_reach(model) for model in self.models)
+        # (channel, mode) index of the fittable diversity corrections: tip, tilt and defocus of every
+        # channel that sees an object already seen by an earlier channel; made on the device once.
+        refinable = [c for c in range(len(self.setups)) if self.channels_of(burst.channels[c].object_id)[0] < c]
+        defocus = int(np.abs(defocus_coefficients(1.0, self.n_modes, self.setups[0].obscuration)).argmax())
+        self._refinable_entries = tuple(
+            torch.as_tensor(index, device=self.device) for index in np.ix_(refinable, [0, 1, defocus])
+        )
 
     def channels_of(self, object_id):
         return [i for i, c in enumerate(self.burst.channels) if c.object_id == object_id]
@@ -264,15 +272,13 @@ class _Problem:
         A channel is refinable when an earlier channel sees the same object: otherwise its tilt
         would be indistinguishable from a shift of its object.
         """
-        refinable = [c for c in range(len(self.setups)) if self.channels_of(self.burst.channels[c].object_id)[0] < c]
-        defocus = int(np.abs(defocus_coefficients(1.0, self.n_modes, self.setups[0].obscuration)).argmax())
         offsets = torch.zeros_like(self.diversities)
-        offsets[np.ix_(refinable, [0, 1, defocus])] = free[: len(refinable)]
+        offsets[self._refinable_entries] = free[: self.n_refinable]
         return offsets
 
     @property
     def n_refinable(self):
-        return sum(self.channels_of(c.object_id)[0] < i for i, c in enumerate(self.burst.channels))
+        return len(self._refinable_entries[0])
 
     @property
     def padded_shape(self):
@@ -336,7 +342,7 @@ class _Problem:
         obj = objects[self.burst.channels[channel].object_id]
         channel_modes = self.channel_modes(modes, channel)[frames]
         mixed = self.settings.mixed_precision and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=mixed):
+        with torch.autocast("cuda", dtype=torch.bfloat16) if mixed else contextlib.nullcontext():
             image = self.models[channel](obj.expand(channel_modes.shape[0], *obj.shape), channel_modes)
         return image.to(obj.dtype)
 
@@ -359,7 +365,7 @@ def _refine(problem, modes):
 
     def closure():
         optimiser.zero_grad()
-        total = 0.0
+        total = 0  # summed on the device: one host synchronisation per evaluation, not per batch
         for frames in batches:
             estimate = {k: o() for k, o in objects.items()}
             if fit_offsets:
@@ -373,8 +379,8 @@ def _refine(problem, modes):
                 loss = loss + _smoothness(free_modes, variance, settings.smoothness)
                 loss = loss + sum(prior_penalty(estimate[k], priors[k]) for k in estimate) / (n_data * n_pixels)
             loss.backward()
-            total += float(loss.detach())
-        return total
+            total = total + loss.detach()
+        return float(total)
 
     parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":

@@ -76,13 +76,18 @@ class _Trainable(torch.nn.Module):
         return self.emulator.blur_conditioned(obj, modes, conditioning)
 
 
-def _distributed():
+def _distributed(config):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # NCCL communicates CUDA tensors only: a CPU run needs gloo even where CUDA exists.
+        dist.init_process_group("nccl" if _uses_cuda(config) else "gloo")
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size()
+
+
+def _uses_cuda(config):
+    return config.run.device != "cpu" and torch.cuda.is_available()
 
 
 def _device(config, local_rank):
@@ -90,8 +95,10 @@ def _device(config, local_rank):
     if wanted == "cuda" and not torch.cuda.is_available():
         msg = "run.device = 'cuda' but CUDA is not available"
         raise ValueError(msg)
-    if wanted != "cpu" and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
+    if _uses_cuda(config):
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)  # one GPU per process, also for NCCL and CUDA's default context
+        return device
     return torch.device("cpu")
 
 
@@ -284,7 +291,7 @@ def train(config=None, *, progress=None):
     elif not isinstance(config, TrainingConfig):
         config = TrainingConfig.from_toml(config)
     progress = config.run.progress if progress is None else progress
-    rank, local_rank, world = _distributed()
+    rank, local_rank, world = _distributed(config)
     try:
         return _train(config, rank, local_rank, world, progress)
     finally:
@@ -343,6 +350,9 @@ def _train(config, rank, local_rank, world, progress):
                 gradient=config.loss.gradient,
                 normalise=config.loss.normalise,
             )
+            # Read now, when emulator_loss has just waited for the GPU; read after the step it would
+            # wait for the backward pass too, and the next batch could not be prepared meanwhile.
+            losses.append(float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optim.grad_clip:
@@ -350,11 +360,10 @@ def _train(config, rank, local_rank, world, progress):
             optimizer.step()
             scheduler.step()
             step += 1
-            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.4g}", rel=f"{math.sqrt(parts['mse']):.3f}")
         bar.close()
 
-        stop = torch.zeros(1)
+        stop = torch.zeros(1, device=device)  # on the GPU under NCCL, which cannot broadcast CPU tensors
         if rank == 0:
             entry = {
                 "epoch": epoch + 1,
