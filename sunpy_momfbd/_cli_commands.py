@@ -1,16 +1,25 @@
 # ruff: noqa: T201 - a command-line tool prints
 """
-The ``deconvolve`` and ``demo`` subcommands of the ``sunpy-momfbd`` command (registered in `sunpy_momfbd.cli`).
+The ``deconvolve``, ``demo`` and ``campaign`` subcommands of the ``sunpy-momfbd`` command (registered in `sunpy_momfbd.cli`).
 
 Kept apart from ``cli.py`` so that its import stays light: everything heavy is imported inside the
 ``run_*`` functions.
 """
 
 import ast
+import contextlib
+import os
 import time
 from pathlib import Path
 
-__all__ = ["configure_deconvolve", "configure_demo", "run_deconvolve", "run_demo"]
+__all__ = [
+    "configure_campaign",
+    "configure_deconvolve",
+    "configure_demo",
+    "run_campaign",
+    "run_deconvolve",
+    "run_demo",
+]
 
 DEMO_DIR = "sunpy-momfbd-demo"
 DEMO_STEM = "momfbd_demo"
@@ -64,13 +73,17 @@ def configure_deconvolve(parser):
         "(peak to valley, e.g. 1.0) or by a focus shift with focal ratio F (e.g. 4.4mm:44)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, .asdf (lossless) or .fits")
+    _add_optics_arguments(parser)
+    parser.add_argument("--quicklook", metavar="PNG", help="also write a quicklook plot")
+    _add_solver_arguments(parser)
+
+
+def _add_optics_arguments(parser):
     parser.add_argument("--telescope", help="telescope name, overriding TELESCOP (see 'sunpy-momfbd info')")
     parser.add_argument("--diameter", metavar="QTY", help="pupil diameter of a custom telescope, e.g. 1.5m")
     parser.add_argument("--obscuration", metavar="QTY", help="central obscuration of a custom telescope, e.g. 0.4m")
     parser.add_argument("--wavelength", metavar="QTY", help="wavelength, overriding WAVELNTH, e.g. 630.2nm")
     parser.add_argument("--pixel-scale", metavar="ARCSEC", help="plate scale in arcsec per pixel, overriding CDELT")
-    parser.add_argument("--quicklook", metavar="PNG", help="also write a quicklook plot")
-    _add_solver_arguments(parser)
 
 
 def _quantity(text, what, physical_type):
@@ -307,3 +320,110 @@ def run_demo(args):
     print(f"wrote {asdf_path}")
     print(f"wrote {png_path}")
     return 0
+
+
+def configure_campaign(parser):
+    """Arguments of ``sunpy-momfbd campaign``."""
+    parser.add_argument(
+        "scans", nargs="+", metavar="SCAN_DIR", help="one directory of FITS frames per scan; its name names the scan"
+    )
+    parser.add_argument(
+        "-o", "--output-dir", required=True, metavar="DIR", help="results go to DIR/<scan>.asdf (created if needed)"
+    )
+    parser.add_argument("--pattern", default="*.fits", help="the frames of a scan in its directory (default *.fits)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers", type=int, metavar="N", help="start a local dask cluster of N single-threaded worker processes"
+    )
+    cluster.add_argument("--scheduler", metavar="ADDRESS", help="run on a dask scheduler, e.g. tcp://head:8786")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        metavar="N",
+        help="torch threads per scan (default with --workers: cores / workers; dask workers otherwise use 1)",
+    )
+    parser.add_argument("--table", metavar="FILE", help="write the summary table (.ecsv or .csv; replaced on each run)")
+    _add_optics_arguments(parser)
+    _add_solver_arguments(parser)
+
+
+def _scan_directories(directories, pattern):
+    scans = {}
+    for text in directories:
+        directory = Path(text)
+        if not directory.is_dir():
+            raise _error(f"{directory} is not a directory (give one directory of frames per scan)")
+        name = directory.resolve().name
+        if name in scans:
+            raise _error(f"two scan directories are named {name!r}: their results would overwrite each other")
+        scans[name] = sorted(str(f) for f in directory.glob(pattern) if f.is_file())
+        if not scans[name]:
+            raise _error(f"no files match {pattern!r} in {directory}")
+    return scans
+
+
+@contextlib.contextmanager
+def _campaign_client(args):
+    if args.workers is None and args.scheduler is None:
+        yield None  # one scan after another in this process
+        return
+    try:
+        import distributed  # noqa: PLC0415 - dask is optional
+    except ImportError:
+        raise _error('--workers and --scheduler need dask.distributed: pip install "sunpy-momfbd[dask]"') from None
+    if args.scheduler is not None:
+        with distributed.Client(args.scheduler) as client:
+            yield client
+        return
+    if args.workers < 1:
+        raise _error(f"--workers must be at least 1, got {args.workers}")
+    with (
+        distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def run_campaign(args):
+    """Run ``sunpy-momfbd campaign``: restore one burst per scan directory, on a dask cluster if asked."""
+    scans = _scan_directories(args.scans, args.pattern)
+    table_path = Path(args.table) if args.table else None
+    if table_path is not None and table_path.suffix.lower() not in (".ecsv", ".csv"):
+        raise _error(f"--table must end in .ecsv or .csv, got {table_path}")
+    threads = args.torch_threads
+    if threads is None and args.workers:
+        # The cores this process may use (a batch job's allocation), not all of the node's.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // args.workers)
+    options = {
+        "telescope": _telescope(args),
+        "wavelength": _quantity(args.wavelength, "--wavelength", "length") if args.wavelength else None,
+        "pixel_scale": _pixel_scale(args.pixel_scale),
+        "forward": args.forward,
+        "mode_grid": _mode_grid(args.mode_grid),
+        "n_iterations": args.iterations,
+        "device": args.device,
+        **_options(args.option),
+    }
+    from sunpy_momfbd.parallel import deconvolve_many  # noqa: PLC0415
+
+    with _campaign_client(args) as client:
+        table = deconvolve_many(
+            scans,
+            args.output_dir,
+            client=client,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            torch_threads=threads,
+            **options,
+        )
+    counts = {status: int((table["status"] == status).sum()) for status in ("done", "skipped", "failed")}
+    print(f"{counts['done']} restored, {counts['skipped']} skipped (already written), {counts['failed']} failed")
+    for row in table[table["status"] == "failed"]:
+        print(f"failed {row['name']}: {row['error']}")
+    print(f"results in {table.meta['output_dir']}")
+    if table_path is not None:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        table.write(table_path, overwrite=True)
+        print(f"wrote {table_path}")
+    return 1 if counts["failed"] else 0

@@ -23,7 +23,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sunpy_momfbd import __version__
-from sunpy_momfbd._cli_commands import configure_deconvolve, configure_demo, run_deconvolve, run_demo
+from sunpy_momfbd._cli_commands import (
+    configure_campaign,
+    configure_deconvolve,
+    configure_demo,
+    run_campaign,
+    run_deconvolve,
+    run_demo,
+)
 
 __all__ = ["SUBCOMMANDS", "CLIError", "Subcommand", "build_parser", "main"]
 
@@ -372,6 +379,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         help="restore a synthetic DKIST/VBI burst and write an ASDF file and a PNG quicklook",
         configure=configure_demo,
         run=run_demo,
+    ),
+    "campaign": Subcommand(
+        help="restore many scans (one directory of FITS frames each), optionally on a dask cluster",
+        configure=configure_campaign,
+        run=run_campaign,
     ),
 }
 
