@@ -81,32 +81,27 @@ def patch_wavefronts(problem, patch_size, mode_steps=(5, 14, None), iterations=4
     """
     height, width = problem.shape
     size = min(patch_size, height, width)
-    (py, px), starts = patch_layout((height, width), size)
+    (py, px), (start_y, start_x) = patch_layout((height, width), size)
     window = tukey_window((size, size), device=problem.device, dtype=problem.dtype)
-    n_frames, n_modes, n_patches = problem.n_frames, problem.n_modes, py * px
-    # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
-    motion = _motion(_patch_spectra(problem.frames[0], starts, size, window))  # (F, n, 2) pixels (y, x)
-    tilt = motion.flip(-1) * _radians_per_pixel(problem.setups[0], size, motion) / problem.scales[0]
-    # Every frame's patches are cut where its content has moved to: the metric's model windows the
-    # object, not the moving data, so a window left in place would bias the tilts toward zero (by
-    # 10 % at D/r0 = 1). The metric is told the tilt that each cut removed.
-    spectra, known, weights = [], [], []
-    for c, (frames, setup) in enumerate(zip(problem.frames, problem.setups, strict=True)):
-        per_pixel = _radians_per_pixel(setup, size, motion)
-        moved = (tilt * problem.scales[c] / per_pixel).flip(-1).round().long()
-        offsets = _cut_offsets(moved.view(n_frames, py, px, 2), starts, (height, width), size)
-        spectra.append(_patch_spectra(frames, starts, size, window, offsets))
-        cut = torch.zeros(n_patches, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
-        cut[..., :2] = (offsets.flatten(1, 2).flip(-1) * per_pixel).transpose(0, 1)
-        known.append(problem.diversities[c] - cut)
-        weights.append(1 / problem.noise[c][:, None, None, None])
+    offsets = torch.arange(size, device=problem.device)
+    rows = (start_y.to(problem.device)[:, None] + offsets)[:, None, :, None]
+    cols = (start_x.to(problem.device)[:, None] + offsets)[None, :, None, :]
+
+    spectra, weights = [], []
+    for frames, variance in zip(problem.frames, problem.noise, strict=True):
+        patches = frames[:, rows, cols]  # (F, py, px, P, P)
+        patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
+        spectra.append(torch.fft.rfft2(patches).flatten(1, 2))  # (F, n_patches, P, P//2+1)
+        weights.append(1 / variance[:, None, None, None])
     # The lowest frequencies carry little wavefront information but most of the apodisation error.
     lowest = radial_frequency((size, size), problem.device, problem.dtype) >= LOWEST_FREQUENCY / size
     bands = [band_mask((size, size), 1 / c.sampling, problem.device, problem.dtype) * lowest for c in problem.setups]
     gamma = gamma * torch.stack([w.mean() for w in weights]).mean()
 
-    coefficients = torch.zeros(n_patches, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
-    coefficients[..., :2] = tilt.transpose(0, 1)
+    n_frames, n_modes = problem.n_frames, problem.n_modes
+    coefficients = torch.zeros(py * px, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
+    # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
+    coefficients[..., :2] = _tilt_from_motion(spectra[0], problem.setups[0]) / problem.scales[0]
     steps = tqdm(mode_steps, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
     for step in steps:
         active = n_modes if step is None else min(step, n_modes)
@@ -119,7 +114,7 @@ def patch_wavefronts(problem, patch_size, mode_steps=(5, 14, None), iterations=4
         def closure(free=free, active=active):
             optimiser.zero_grad()
             full = torch.cat([free, coefficients[..., active:]], dim=-1)
-            loss = _metric(problem, _zero_mean_tilt(full, dim=1), known, spectra, weights, bands, gamma, size)
+            loss = _metric(problem, _zero_mean_tilt(full, dim=1), spectra, weights, bands, gamma, size)
             loss.backward()
             return loss
 
@@ -159,13 +154,13 @@ def to_mode_grid(patch_modes, image_size, grid, padding):
     return torch.einsum("yi,fmij,xj->fmyx", weights[0], patch_modes, weights[1])
 
 
-def _metric(problem, coefficients, known, spectra, weights, bands, gamma, size):
+def _metric(problem, coefficients, spectra, weights, bands, gamma, size):
     """Object-free metric summed over objects, patches and frequencies inside each band."""
     total = 0
     for object_id in problem.objects:
         numerator, denominator, energy = 0, gamma, 0
         for c in problem.channels_of(object_id):
-            modes = coefficients * problem.scales[c] + known[c]
+            modes = coefficients * problem.scales[c] + problem.diversities[c]
             transfer = otf(modes.transpose(0, 1), problem.setups[c], size) * bands[c]  # (F, n, P, P//2+1)
             data = spectra[c]
             numerator = numerator + (data * transfer.conj() * weights[c]).sum(dim=0)
@@ -175,64 +170,21 @@ def _metric(problem, coefficients, known, spectra, weights, bands, gamma, size):
     return total / (size * size * math.prod(coefficients.shape[:2]))
 
 
-def _patch_spectra(frames, starts, size, window, offsets=None):
+def _tilt_from_motion(spectra, setup):
     """
-    Spectra of the windowed, mean-subtracted patches of every frame.
-
-    Parameters
-    ----------
-    frames : `torch.Tensor`
-        Shape (n_frames, H, W).
-    starts : list of `torch.Tensor`
-        Where each patch starts along y and x (`patch_layout`).
-    size : int
-        Patch side.
-    window : `torch.Tensor`
-        Apodisation window, (size, size).
-    offsets : `torch.Tensor`, optional
-        Integer (y, x) displacement of each frame's cut of each patch, shape (n_frames, py, px, 2).
-
-    Returns
-    -------
-    `torch.Tensor`
-        Shape (n_frames, n_patches, size, size // 2 + 1).
-    """
-    device = frames.device
-    start_y = starts[0].to(device)[None, :, None]
-    start_x = starts[1].to(device)[None, None, :]
-    if offsets is not None:
-        start_y, start_x = start_y + offsets[..., 0], start_x + offsets[..., 1]
-    pixels = torch.arange(size, device=device)
-    rows = (start_y[..., None] + pixels)[..., :, None]  # (F or 1, py, px, P, 1)
-    cols = (start_x[..., None] + pixels)[..., None, :]  # (F or 1, py, px, 1, P)
-    index = torch.arange(frames.shape[0], device=device)[:, None, None, None, None]
-    patches = frames[index, rows, cols]  # (F, py, px, P, P)
-    patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
-    return torch.fft.rfft2(patches).flatten(1, 2)
-
-
-def _cut_offsets(moved, starts, image_size, size):
-    """Integer displacements of the patch cuts, (F, py, px, 2), kept inside the image."""
-    offsets = []
-    for axis, (start, n) in enumerate(zip(starts, image_size, strict=True)):
-        start = start.to(moved.device).view((1, -1, 1) if axis == 0 else (1, 1, -1))
-        offsets.append((start + moved[..., axis]).clamp(0, n - size) - start)
-    return torch.stack(offsets, dim=-1)
-
-
-def _motion(spectra):
-    """
-    Image motion of every frame on every patch from the cross-correlation peak.
+    Tip and tilt of each frame from its shift against the frames' mean (cross-correlation peak).
 
     Parameters
     ----------
     spectra : `torch.Tensor`
         Windowed patch spectra of one channel, shape (n_frames, n_patches, P, P // 2 + 1).
+    setup : `~sunpy_momfbd.optics.OpticalSetup`
+        The channel's optics.
 
     Returns
     -------
     `torch.Tensor`
-        (y, x) shifts in pixels, shape (n_frames, n_patches, 2), zero mean over the frames.
+        Tip and tilt in radians, shape (n_patches, n_frames, 2).
     """
     size = spectra.shape[-2]
     # Against the first frame, then against the mean of the frames aligned on it; a plain mean
@@ -243,17 +195,15 @@ def _motion(spectra):
     ramp = frequency_y * shifts[..., 0, None, None] + frequency_x * shifts[..., 1, None, None]
     aligned = (spectra * torch.exp(2j * torch.pi * ramp)).mean(dim=0, keepdim=True)
     shifts = _shifts(spectra, aligned)
-    return shifts - shifts.mean(dim=0, keepdim=True)
-
-
-def _radians_per_pixel(setup, size, like):
-    """Tip per pixel of x motion and tilt per pixel of y motion (like ``like``), from the PSF's centroid."""
-    probe = torch.zeros(2, setup.n_modes, dtype=torch.float64)
+    shifts = shifts - shifts.mean(dim=0, keepdim=True)
+    # Radians of tip (x) and tilt (y) per pixel of image motion, from the PSF's own centroid shift.
+    probe = torch.zeros(2, setup.n_modes, dtype=spectra.real.dtype, device=spectra.device)
     probe[0, 0] = probe[1, 1] = 0.5
     kernel = psf(probe, setup, size)
-    position = torch.arange(size, dtype=kernel.dtype) - size // 2
-    centroids = torch.stack([(kernel[0].sum(dim=0) * position).sum(), (kernel[1].sum(dim=1) * position).sum()])
-    return (0.5 / centroids).to(like)
+    position = torch.arange(size, dtype=kernel.dtype, device=kernel.device) - size // 2
+    per_pixel = 0.5 / torch.stack([(kernel[0].sum(dim=0) * position).sum(), (kernel[1].sum(dim=1) * position).sum()])
+    tilt = shifts.flip(-1) * per_pixel  # x shift → tip, y shift → tilt
+    return tilt.transpose(0, 1)
 
 
 def _shifts(spectra, reference):
