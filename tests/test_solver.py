@@ -1,5 +1,7 @@
 """The MOMFBD solver recovers known truths from simulated bursts."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -183,6 +185,30 @@ def test_solver_is_reproducible(isoplanatic, setup):
     first = solve(burst, n_iterations=3, init_iterations=3, progress=False)
     second = solve(burst, n_iterations=3, init_iterations=3, progress=False)
     np.testing.assert_array_equal(first.objects["object"], second.objects["object"])
+
+
+def test_lbfgs_evaluates_each_point_once_along_the_same_path(isoplanatic, setup, monkeypatch):
+    solve_module = importlib.import_module("sunpy_momfbd.solver.solve")
+    burst = Burst([Channel(isoplanatic.frames, setup)])
+    options = {"n_iterations": 6, "init_iterations": 3, "progress": False, "dtype": torch.float64}
+
+    def run():
+        calls = []
+        predict = solve_module._Problem.predict
+        monkeypatch.setattr(solve_module._Problem, "predict", lambda *a, **k: calls.append(1) or predict(*a, **k))
+        solution = solve(burst, **options)
+        monkeypatch.undo()
+        return solution, len(calls)
+
+    once, evaluations_once = run()
+    monkeypatch.setattr(solve_module, "_skip_repeated_evaluation", lambda closure, parameters: closure)
+    repeated, evaluations_repeated = run()
+    np.testing.assert_array_equal(once.loss_history, repeated.loss_history)
+    np.testing.assert_array_equal(once.objects["object"], repeated.objects["object"])
+    # torch's L-BFGS re-evaluates the accepted point at the start of every step: 2 calls per
+    # iteration without the reuse, 1 with it (+1 for the start, and +1 per rejected step).
+    assert evaluations_repeated >= 2 * options["n_iterations"]
+    assert evaluations_once <= evaluations_repeated - options["n_iterations"] + 2
 
 
 def test_emulator_forward_model_drives_the_solver(isoplanatic, setup):

@@ -385,6 +385,7 @@ def _refine(problem, modes):
     parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":
         optimiser = _lbfgs(parameters)
+        closure = _skip_repeated_evaluation(closure, parameters)
     else:
         optimiser = torch.optim.Adam(parameters, lr=settings.learning_rate)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(settings.n_iterations, 1))
@@ -418,6 +419,29 @@ def _lbfgs(parameters):
     return torch.optim.LBFGS(
         parameters, max_iter=1, line_search_fn="strong_wolfe", history_size=20, tolerance_grad=0.0, tolerance_change=0.0
     )
+
+
+def _skip_repeated_evaluation(closure, parameters):
+    """
+    Wrap an optimiser closure so that a second call at the same parameters reuses the first.
+
+    torch's L-BFGS begins every step by evaluating the closure at the current point. With one
+    iteration per step that is the point its line search has just evaluated and accepted, so half
+    of all evaluations would be repeats. The parameters are compared exactly (one host
+    synchronisation), so the optimisation path is unchanged.
+    """
+    last = {}
+
+    def closure_once():
+        if last and bool(torch.stack([(p == v).all() for p, v in zip(parameters, last["values"], strict=True)]).all()):
+            for p, grad in zip(parameters, last["grads"], strict=True):
+                p.grad = grad
+            return last["loss"]
+        loss = closure()
+        last.update(values=[p.detach().clone() for p in parameters], grads=[p.grad for p in parameters], loss=loss)
+        return loss
+
+    return closure_once
 
 
 def _smoothness(modes, variance, weight):
