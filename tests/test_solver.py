@@ -195,7 +195,12 @@ def test_lbfgs_evaluates_each_point_once_along_the_same_path(isoplanatic, setup,
     def run():
         calls = []
         predict = solve_module._Problem.predict
-        monkeypatch.setattr(solve_module._Problem, "predict", lambda *a, **k: calls.append(1) or predict(*a, **k))
+
+        def counted_predict(*args, **kwargs):
+            calls.append(1)
+            return predict(*args, **kwargs)
+
+        monkeypatch.setattr(solve_module._Problem, "predict", counted_predict)
         solution = solve(burst, **options)
         monkeypatch.undo()
         return solution, len(calls)
