@@ -90,7 +90,7 @@ from sunpy_momfbd.optics import OpticalSetup, psf
 from sunpy_momfbd.simulate import simulate_burst
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
-from sunpy_momfbd.solver.solve import _lbfgs, _Problem, _skip_repeated_evaluation
+from sunpy_momfbd.solver.solve import _Problem, _StepwiseLBFGS
 
 #: Run order: the two timed competitors back to back, so that they see the same machine load.
 METHODS = ("mean", "best", "momfbd", "torchmfbd", "emulator", "oracle")
@@ -381,7 +381,7 @@ def run_oracle(data, options):
     weight = 1 / problem.noise[0][:, None, None]
     n_data = data_frames.numel()
     n_pixels = np.prod(problem.padded_shape)
-    optimiser = _lbfgs([obj.variable])  # the solver's optimiser, so that times compare
+    optimiser = _StepwiseLBFGS([obj.variable])  # the solver's optimiser, so that times compare
 
     def closure():
         optimiser.zero_grad()
@@ -392,7 +392,6 @@ def run_oracle(data, options):
         loss.backward()
         return loss
 
-    closure = _skip_repeated_evaluation(closure, [obj.variable])
     history = []
     for _ in range(n_iterations):
         history.append(float(optimiser.step(closure)))

@@ -206,7 +206,7 @@ def test_lbfgs_evaluates_each_point_once_along_the_same_path(isoplanatic, setup,
         return solution, len(calls)
 
     once, evaluations_once = run()
-    monkeypatch.setattr(solve_module, "_skip_repeated_evaluation", lambda closure, parameters: closure)
+    monkeypatch.setattr(solve_module._StepwiseLBFGS, "_evaluate_once", lambda self, closure: closure())
     repeated, evaluations_repeated = run()
     np.testing.assert_array_equal(once.loss_history, repeated.loss_history)
     np.testing.assert_array_equal(once.objects["object"], repeated.objects["object"])

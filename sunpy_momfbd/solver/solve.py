@@ -384,8 +384,7 @@ def _refine(problem, modes):
 
     parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":
-        optimiser = _lbfgs(parameters)
-        closure = _skip_repeated_evaluation(closure, parameters)
+        optimiser = _StepwiseLBFGS(parameters)
     else:
         optimiser = torch.optim.Adam(parameters, lr=settings.learning_rate)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(settings.n_iterations, 1))
@@ -404,7 +403,7 @@ def _refine(problem, modes):
                 # oracle's); a fresh history gets it moving again, a few times before giving up.
                 if settings.optimizer == "lbfgs" and restarts < MAX_LBFGS_RESTARTS:
                     restarts += 1
-                    optimiser = _lbfgs(parameters)
+                    optimiser.restart()
                     continue
                 converged = True
                 break
@@ -413,35 +412,47 @@ def _refine(problem, modes):
         return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
 
 
-def _lbfgs(parameters):
-    """L-BFGS for one iteration per step; convergence is decided by the caller's relative-loss rule."""
-    # torch's own stopping tests (a gradient below 1e-7) would freeze this normalised loss silently.
-    return torch.optim.LBFGS(
-        parameters, max_iter=1, line_search_fn="strong_wolfe", history_size=20, tolerance_grad=0.0, tolerance_change=0.0
-    )
-
-
-def _skip_repeated_evaluation(closure, parameters):
+class _StepwiseLBFGS(torch.optim.LBFGS):
     """
-    Wrap an optimiser closure so that a second call at the same parameters reuses the first.
+    L-BFGS for one iteration per step; convergence is decided by the caller's relative-loss rule.
 
     torch's L-BFGS begins every step by evaluating the closure at the current point. With one
     iteration per step that is the point its line search has just evaluated and accepted, so half
-    of all evaluations would be repeats. The parameters are compared exactly (one host
-    synchronisation), so the optimisation path is unchanged.
+    of all evaluations would be repeats: a call at exactly the parameters of the previous one
+    (one host synchronisation to compare them) reuses its loss and gradients instead, and the
+    optimisation path is unchanged.
     """
-    last = {}
 
-    def closure_once():
-        if last and bool(torch.stack([(p == v).all() for p, v in zip(parameters, last["values"], strict=True)]).all()):
-            for p, grad in zip(parameters, last["grads"], strict=True):
-                p.grad = grad
-            return last["loss"]
+    def __init__(self, parameters):
+        # torch's own stopping tests (a gradient below 1e-7) would freeze this normalised loss silently.
+        super().__init__(
+            parameters,
+            max_iter=1,
+            line_search_fn="strong_wolfe",
+            history_size=20,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
+        self._last = None
+
+    def step(self, closure):
+        return super().step(lambda: self._evaluate_once(closure))
+
+    def restart(self):
+        """Forget the curvature history, as a fresh optimiser would, but not the last evaluation."""
+        self.state.clear()
+
+    def _evaluate_once(self, closure):
+        parameters = self.param_groups[0]["params"]
+        if self._last is not None:
+            values, grads, loss = self._last
+            if bool(torch.stack([(p == v).all() for p, v in zip(parameters, values, strict=True)]).all()):
+                for p, grad in zip(parameters, grads, strict=True):
+                    p.grad = grad
+                return loss
         loss = closure()
-        last.update(values=[p.detach().clone() for p in parameters], grads=[p.grad for p in parameters], loss=loss)
+        self._last = [p.detach().clone() for p in parameters], [p.grad for p in parameters], loss
         return loss
-
-    return closure_once
 
 
 def _smoothness(modes, variance, weight):
