@@ -4,7 +4,8 @@ Restoration benchmark: whole-field MOMFBD against a patch-wise MOMFBD and an ora
 The scene is the DKIST/VBI blue-continuum (450.4 nm) granulation image shipped with sunkit-image's
 test data, at its native scale (0.0101 arcsec per pixel on the 4 m DKIST, i.e. a sampling of 2.29
 pixels per λ/D). `sunpy_momfbd.simulate.simulate_burst` degrades it with layered, anisoplanatic,
-partially AO-corrected Kolmogorov turbulence and photon noise. Every method restores the same
+partially AO-corrected Kolmogorov turbulence (100 modes: more than the 44 the solvers fit) and
+photon noise. Every method restores the same
 frames; each runs in its own Python process, so that its peak memory (the resident-set high-water
 mark of the process's own address space, ``VmHWM`` on Linux, see `_peak_rss_mib`) is its own.
 Times are the wall time of the restoration call only (imports, reading the burst and one-off
@@ -18,8 +19,12 @@ mean
 best
     The frame with the highest RMS contrast.
 momfbd
-    `sunpy_momfbd.solver.solve` with `~sunpy_momfbd.forward.PhysicalForward`: one whole-field
-    solve with spatially variant wavefronts, no mosaic.
+    `sunpy_momfbd.solver.solve` with `~sunpy_momfbd.forward.PhysicalForward` and default settings
+    (what ``deconvolve`` does): one whole-field solve with spatially variant wavefronts on the
+    automatic grid, no mosaic.
+momfbd_seeing
+    The same, told the seeing (``d_over_r0``, as an observer reads it from the AO system), so that
+    the average blur of the wavefront beyond the 44 fitted modes is modelled and removed too.
 emulator
     The same with ``EmulatorForward.from_pretrained("default", setup)``; skipped (and recorded as
     skipped) when no pretrained weights are installed: random weights would mean nothing.
@@ -86,14 +91,14 @@ from astropy.io import fits
 
 import sunpy_momfbd
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
-from sunpy_momfbd.optics import OpticalSetup, psf
+from sunpy_momfbd.optics import OpticalSetup, aperture, even_modes, kl_modes, psf
 from sunpy_momfbd.simulate import simulate_burst
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
 from sunpy_momfbd.solver.solve import _Problem, _StepwiseLBFGS
 
 #: Run order: the two timed competitors back to back, so that they see the same machine load.
-METHODS = ("mean", "best", "momfbd", "torchmfbd", "emulator", "oracle")
+METHODS = ("mean", "best", "momfbd", "torchmfbd", "momfbd_seeing", "emulator", "oracle")
 #: Native plate scale of the VBI image if its header lacks one (arcsec per pixel).
 VBI_PIXEL_SCALE = 0.0101236
 VBI_WAVELENGTH_NM = 450.4
@@ -109,8 +114,9 @@ CASES = {
         "ao_residual": 0.1,
         "photons": 2000.0,
         "true_mode_grid": 10,
+        "true_modes": 100,
         "seed": 2024,
-        "momfbd": {"mode_grid": 6, "patch_size": 64, "n_iterations": 60},
+        "momfbd": {},
         "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
     },
     "quick": {
@@ -122,8 +128,9 @@ CASES = {
         "ao_residual": 0.1,
         "photons": 2000.0,
         "true_mode_grid": 6,
+        "true_modes": 100,
         "seed": 2024,
-        "momfbd": {"mode_grid": 4, "patch_size": 64, "n_iterations": 60},
+        "momfbd": {},
         "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
     },
 }
@@ -163,7 +170,8 @@ def make_case(name, workdir):
     case = CASES[name]
     image, scale, wavelength, source = vbi_image()
     sampling = (wavelength * 1e-9 / DKIST_DIAMETER_M) * 206264.806 / scale
-    setup = OpticalSetup(sampling=sampling)
+    # The truth has wavefront power beyond the 44 modes the solvers fit (no "inverse crime").
+    setup = OpticalSetup(sampling=sampling, n_modes=case["true_modes"])
     margin = PhysicalForward(setup).psf_size // 2
     size = case["field"] + 2 * margin
     # The 300-pixel image is a little smaller than a 256-pixel field plus its margins: the missing
@@ -194,6 +202,8 @@ def make_case(name, workdir):
         frames=burst.frames,
         truth=burst.diffraction_limited,
         scene_modes=burst.scene_modes,
+        modes=burst.modes,
+        true_modes=case["true_modes"],
         sampling=sampling,
         margin=margin,
         pixel_scale=scale,
@@ -284,6 +294,53 @@ def diffraction_blur(obj, sampling):
     return blurred.numpy()[pad:-pad, pad:-pad]
 
 
+def wavefront_scores(fitted, true, points=8):
+    """
+    Twin-invariant comparison of fitted and true mode maps over the observed field.
+
+    Both are interpolated to ``points`` × ``points`` field positions; the truth, which may have
+    more modes, is projected onto the fitted modes over the pupil. Odd modes are compared
+    directly, even modes up to one sign per frame (flipping a frame's even part leaves its PSF
+    unchanged, `sunpy_momfbd.optics.even_modes`).
+
+    Returns
+    -------
+    dict
+        ``tilt_correlation``, ``odd_correlation`` (odd modes beyond tip-tilt, all frames),
+        ``even_correlation`` (mean over frames of the absolute per-frame correlation), and the
+        RMS per mode of the fitted and true odd and even parts (radians).
+    """
+    n_modes = fitted.shape[1]
+    grid = 64
+    pupil = (aperture(grid) > 0).reshape(-1)
+    basis = kl_modes(n_modes, grid).reshape(n_modes, -1) * pupil
+    projection = basis @ kl_modes(true.shape[1], grid).reshape(true.shape[1], -1).T / pupil.sum()
+
+    def sample(modes):
+        return torch.nn.functional.interpolate(
+            torch.as_tensor(modes, dtype=torch.float64), size=(points, points), mode="bilinear", align_corners=False
+        ).numpy()
+
+    fit, truth = sample(fitted), np.einsum("ij,fjyx->fiyx", projection, sample(true))
+    even = even_modes(n_modes)
+    odd = ~even
+    odd[:2] = False
+
+    def correlation(a, b):
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+    def rms(a):
+        return float(np.sqrt(np.mean(a**2)))
+
+    return {
+        "tilt_correlation": correlation(fit[:, :2], truth[:, :2]),
+        "odd_correlation": correlation(fit[:, odd], truth[:, odd]),
+        "even_correlation": float(np.mean([abs(correlation(f[even], t[even])) for f, t in zip(fit, truth, strict=True)])),
+        "odd_rms": [rms(fit[:, odd]), rms(truth[:, odd])],
+        "even_rms": [rms(fit[:, even]), rms(truth[:, even])],
+    }
+
+
 # --------------------------------------------------------------------------------- the methods
 
 
@@ -350,6 +407,8 @@ def run_momfbd(data, options, forward=None):
         "converged": solution.converged,
         "final_loss": solution.loss_history[-1] if solution.loss_history else None,
         "d_over_r0_median": float(np.median(solution.d_over_r0)),
+        "mode_grid": list(solution.modes.shape[-2:]),
+        "wavefront_scores": wavefront_scores(solution.modes, data["modes"]),
         "cache_warmup_seconds": warm,
     }
     if model is not None:
@@ -360,7 +419,7 @@ def run_momfbd(data, options, forward=None):
 
 def run_oracle(data, options):
     """Minimise the solver's objective over the object alone, wavefronts fixed at the truth."""
-    setup = OpticalSetup(sampling=float(data["sampling"]))
+    setup = OpticalSetup(sampling=float(data["sampling"]), n_modes=int(data["true_modes"]))
     warm = _warm_optics(setup)
     frames = data["frames"]
     modes = torch.as_tensor(data["scene_modes"])
@@ -518,6 +577,7 @@ def worker(method, input_path, output_path, options):
         "mean": run_mean,
         "best": run_best,
         "momfbd": run_momfbd,
+        "momfbd_seeing": run_momfbd,
         "emulator": lambda d, o: run_momfbd(d, o, forward="emulator"),
         "oracle": run_oracle,
         "torchmfbd": run_torchmfbd,
@@ -589,6 +649,8 @@ def method_options(method, case):
     """Return the settings a method runs with in a case."""
     if method in ("momfbd", "emulator"):
         return dict(case["momfbd"])
+    if method == "momfbd_seeing":
+        return {**case["momfbd"], "d_over_r0": case["d_over_r0"]}
     if method == "torchmfbd":
         return dict(case["torchmfbd"])
     if method == "oracle":
@@ -660,31 +722,28 @@ def best_error(entry):
 
 
 def targets(results):
-    """Decide the issue's targets, each with the numbers behind it (absent where a method is missing)."""
-    ours, patchwise, oracle = results.get("momfbd"), results.get("torchmfbd"), results.get("oracle")
+    """Decide the solver issue's targets (D/r0 = 10 case), each with the numbers behind it."""
+    patchwise, oracle = results.get("torchmfbd"), results.get("oracle")
     verdict = {}
-    if ours and patchwise:
-        ratio = patchwise["seconds"] / ours["seconds"]
-        as_good = best_error(ours) <= best_error(patchwise)
-        # The issue's target: faster *at equal or better quality*.
-        verdict["faster_than_torchmfbd"] = {
-            "speedup": ratio,
-            "momfbd_seconds": ours["seconds"],
-            "torchmfbd_seconds": patchwise["seconds"],
-            "at_equal_or_better_quality": as_good,
-            "met": ratio > 1 and as_good,
-        }
-        verdict["quality_at_least_torchmfbd"] = {
-            "momfbd_error": best_error(ours),
-            "torchmfbd_error": best_error(patchwise),
-            "met": best_error(ours) <= best_error(patchwise),
-        }
-    if ours:
+    for name in ("momfbd", "momfbd_seeing"):
+        ours = results.get(name)
+        if not ours:
+            continue
+        if oracle:
+            ratio = best_error(ours) / best_error(oracle)
+            verdict[f"{name}_within_1.3x_oracle"] = {"error_ratio": ratio, "met": ratio <= 1.3}
+        if patchwise:
+            ratio = best_error(ours) / best_error(patchwise)
+            verdict[f"{name}_25pc_below_torchmfbd"] = {
+                "error_ratio": ratio,
+                "speed_ratio_momfbd_over_torchmfbd": ours["seconds"] / patchwise["seconds"],
+                "met": ratio <= 0.75,
+            }
+        even = ours.get("wavefront_scores", {}).get("even_correlation")
+        if even is not None:
+            verdict[f"{name}_even_mode_correlation"] = {"correlation": even, "met": even >= 0.8}
         seam = ours["quality"]["seam_score"]
-        verdict["no_seams"] = {"momfbd_seam_score": seam, "threshold": 1.1, "met": seam <= 1.1}
-    if ours and oracle:
-        ratio = best_error(ours) / best_error(oracle)
-        verdict["within_1.5x_oracle"] = {"error_ratio": ratio, "met": ratio <= 1.5}
+        verdict[f"{name}_no_seams"] = {"seam_score": seam, "threshold": 1.1, "met": seam <= 1.1}
     return verdict
 
 

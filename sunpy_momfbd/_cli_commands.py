@@ -40,7 +40,7 @@ def _add_solver_arguments(parser):
         default="auto",
         help="forward model (default auto: the emulator on a GPU where certified, else physical)",
     )
-    parser.add_argument("--mode-grid", metavar="N|GYxGX", help="grid of the wavefront mode maps, e.g. 3 or 2x4")
+    parser.add_argument("--mode-grid", metavar="N|GYxGX", help="grid of the wavefront mode maps: auto (default, from the field and patch size), N or GYxGX")
     parser.add_argument("--iterations", type=int, metavar="N", help="iteration cap of the joint refinement")
     parser.add_argument("--device", default="auto", help="torch device (default auto: cuda, mps, then cpu)")
     parser.add_argument(
@@ -108,15 +108,15 @@ def _key_value(text, what):
 
 
 def _mode_grid(text):
-    if text is None:
-        return None
+    if text is None or text.lower() == "auto":
+        return None if text is None else "auto"
     parts = text.lower().split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise _error(f"--mode-grid must be N or GYxGX (e.g. 3 or 2x4), got {text!r}") from None
+        raise _error(f"--mode-grid must be auto, N or GYxGX (e.g. 3 or 2x4), got {text!r}") from None
     if len(values) not in (1, 2):
-        raise _error(f"--mode-grid must be N or GYxGX, got {text!r}")
+        raise _error(f"--mode-grid must be auto, N or GYxGX, got {text!r}")
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -305,7 +305,7 @@ def run_demo(args):
     result = deconvolve(
         burst,
         forward=args.forward,
-        mode_grid=_mode_grid(args.mode_grid) or 2,
+        mode_grid=_mode_grid(args.mode_grid),
         n_iterations=args.iterations or DEMO_ITERATIONS,
         device=args.device,
         progress=not args.quiet,

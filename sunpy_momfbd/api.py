@@ -68,8 +68,12 @@ def deconvolve(
         `~sunpy_momfbd.forward.PhysicalForward`; "emulator" and "physical" force one; a model
         instance is used as is (one set-up), a ``callable(setup)`` builds one per channel. The
         choice and its reason are recorded in the provenance.
-    mode_grid : int or tuple of int, optional
-        Grid (gy, gx) of the wavefront mode maps over the field; the solver's default if None.
+    mode_grid : "auto", int or tuple of int, optional
+        Grid (gy, gx) of the wavefront mode maps over the field. By default ("auto", or None) the
+        grid points are as far apart as the centres of the solver's wavefront patches (about half
+        ``patch_size``), so a field several patches wide is solved with spatially variant
+        wavefronts and a field about one patch wide with one wavefront per frame; the grid used is
+        recorded in the provenance. See `~sunpy_momfbd.solver.auto_mode_grid`.
     n_iterations : int, optional
         Iteration cap of the joint refinement; the solver's default if None.
     n_modes : int, optional

@@ -199,3 +199,16 @@ def test_auto_forward_choice(monkeypatch, cuda, loader, name, reason):
         assert isinstance(factory(setup), _FakeEmulator)
     else:
         assert factory is PhysicalForward
+
+
+@pytest.mark.parametrize(("size", "grid"), [(160, [3, 3]), (64, [1, 1])])
+def test_wavefront_grid_follows_the_field_by_default(size, grid):
+    """A field several patches wide is solved spatially variant by default; one patch wide, not."""
+    from sunpy_momfbd.data import sample_burst
+    from sunpy_momfbd.solver import auto_mode_grid
+
+    result = deconvolve(sample_burst(n_frames=2, size=size), **FAST)
+    provenance = result.meta["momfbd"]
+    assert provenance["settings"]["mode_grid"] == grid
+    assert result.meta["wavefront"]["modes"].shape[-2:] == tuple(grid)
+    assert tuple(grid) == auto_mode_grid((size, size), provenance["settings"]["patch_size"], provenance["padding"])

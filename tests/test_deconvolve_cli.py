@@ -84,7 +84,7 @@ def test_deconvolve_two_objects(frames, tmp_path):
     [
         (["--telescope", "Mystery"], "unknown telescope 'Mystery'; known telescopes: SST"),
         (["--wavelength", "5 s"], "--wavelength: '5 s' is not a length"),
-        (["--mode-grid", "two"], "--mode-grid must be N or GYxGX"),
+        (["--mode-grid", "two"], "--mode-grid must be auto, N or GYxGX"),
         (["--option", "n_iteration=3"], "unknown solver option(s) n_iteration"),
         (["--diversity", "pd=wb:1.0"], "--diversity needs the channels named with --object"),
         (["--obscuration", "0.4m"], "--obscuration needs --diameter"),

@@ -11,6 +11,7 @@ from sunpy_momfbd.optics import (
     noll_to_nm,
     pupil_coordinates,
     random_coefficients,
+    unresolved_transfer,
     zernike,
 )
 
@@ -125,3 +126,18 @@ def test_random_coefficients_follow_kolmogorov_scaling():
 def test_too_coarse_a_pupil_is_reported():
     with pytest.raises(ValueError, match="too coarse"):
         kl_modes(44, 8)
+
+
+def test_unresolved_transfer_is_the_halo_of_nolls_residual():
+    frequency = np.linspace(0, 1, 41)
+    transfer = unresolved_transfer(frequency, 44, 10.0)
+    assert transfer[0] == 1
+    assert np.all(np.diff(transfer) <= 1e-12)  # the halo only ever removes contrast
+    # Beyond the residual's correlation length it is exp(-σ²), σ² Noll's residual 0.2944 J^(-√3/2) (D/r0)^(5/3).
+    residual = 0.2944 * 45 ** (-np.sqrt(3) / 2) * 10 ** (5 / 3)
+    np.testing.assert_allclose(transfer[frequency > 0.2], np.exp(-residual), rtol=1e-6)
+    # More fitted modes leave less out; better seeing leaves less out.
+    assert np.all(unresolved_transfer(frequency, 100, 10.0) >= transfer)
+    assert np.all(unresolved_transfer(frequency, 44, 5.0) >= transfer)
+    # With only tip-tilt fitted, the halo is most of the seeing's long-exposure blur.
+    assert unresolved_transfer(0.5, 2, 10.0) < 1e-3

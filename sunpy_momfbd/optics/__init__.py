@@ -7,7 +7,14 @@ coefficients in radians of phase; PSFs are centred at index ``n // 2`` and sum t
 """
 
 from sunpy_momfbd.optics.diversity import defocus_coefficients, defocus_waves
-from sunpy_momfbd.optics.kolmogorov import kl_covariance, kl_modes, kl_variance, random_coefficients
+from sunpy_momfbd.optics.kolmogorov import (
+    even_modes,
+    kl_covariance,
+    kl_modes,
+    kl_variance,
+    random_coefficients,
+    unresolved_transfer,
+)
 from sunpy_momfbd.optics.psf import cutoff_frequency, diffraction_psf, mtf, psf
 from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
 from sunpy_momfbd.optics.setup import OpticalSetup
@@ -20,6 +27,7 @@ __all__ = [
     "defocus_coefficients",
     "defocus_waves",
     "diffraction_psf",
+    "even_modes",
     "kl_covariance",
     "kl_modes",
     "kl_variance",
@@ -28,5 +36,6 @@ __all__ = [
     "psf",
     "pupil_coordinates",
     "random_coefficients",
+    "unresolved_transfer",
     "zernike",
 ]

@@ -21,12 +21,14 @@ import numpy as np
 from sunpy_momfbd.optics.pupil import _positive_int, aperture, pupil_coordinates
 from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
 
-__all__ = ["kl_covariance", "kl_modes", "kl_variance", "random_coefficients"]
+__all__ = ["even_modes", "kl_covariance", "kl_modes", "kl_variance", "random_coefficients", "unresolved_transfer"]
 
 #: Pupil diameter in pixels of the grid on which the KL basis and its covariance are computed.
 _BASIS_GRID = 128
 #: Smallest acceptable eigenvalue of the modes' Gram matrix on a grid (below it they are degenerate).
 _MIN_GRAM_EIGENVALUE = 1e-3
+#: Number of removed modes (piston included) above which Noll's asymptotic residual law holds.
+_NOLL_ASYMPTOTIC = 10
 #: Kolmogorov phase structure function constant, D(r) = 6.88 (r / r0)^(5/3).
 _STRUCTURE_CONSTANT = 2 * (24 / 5 * gamma(6 / 5)) ** (5 / 6)
 
@@ -115,6 +117,40 @@ def kl_variance(n_modes, obscuration=0.0):
     return np.diag(kl_covariance(n_modes, obscuration)).copy()
 
 
+def even_modes(n_modes, obscuration=0.0):
+    """
+    Which modes are even under point reflection of the pupil, r → −r.
+
+    A mode built from Zernike polynomials of azimuthal order m changes sign under r → −r when m is
+    odd (tip, tilt, coma, …) and keeps it when m is even (defocus, astigmatism, …). For a pupil
+    symmetric under r → −r the wavefronts φ and −φ(−r) have the same PSF, so flipping the sign of
+    all even-mode coefficients of a wavefront leaves its PSF unchanged: the "twin" that blind
+    wavefront estimation cannot tell apart without phase diversity.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of modes.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Boolean, shape (n_modes,), True for even modes.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.optics import even_modes
+    >>> "".join("E" if even else "O" for even in even_modes(9))
+    'OOEEEOOOO'
+    """
+    transform = _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[0]
+    # Each mode mixes Zernikes of one symmetry class; its largest component (Noll j = row + 1) names it.
+    orders = [noll_to_nm(int(np.argmax(np.abs(column))) + 1)[1] for column in transform.T]
+    return np.array([m % 2 == 0 for m in orders])
+
+
 def random_coefficients(n, d_over_r0, n_modes=44, rng=None, obscuration=0.0):
     """
     Draw modal coefficients of Kolmogorov wavefronts.
@@ -147,6 +183,95 @@ def random_coefficients(n, d_over_r0, n_modes=44, rng=None, obscuration=0.0):
     chol = _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[2]
     unit = rng.standard_normal((n, chol.shape[0])) @ chol.T
     return unit * d_over_r0[:, None] ** (5 / 6)
+
+
+def unresolved_transfer(frequency, n_modes, d_over_r0, obscuration=0.0):
+    r"""
+    Average transfer function of the Kolmogorov wavefront that ``n_modes`` modes leave out.
+
+    A fit of ``n_modes`` modes misses the rest of the turbulent phase (Noll: a variance of about
+    :math:`0.2944\,J^{-\sqrt{3}/2}(D/r_0)^{5/3}` rad² beyond J modes). On average over frames that
+    remainder spreads light into a halo, the long-exposure transfer function
+    :math:`T(
+ho) = \exp(-	frac12 D_{
+m res}(
+ho))` of its structure function, which is the
+    Kolmogorov one, :math:`6.88\,(
+ho/r_0)^{5/3}`, less the part the fitted modes carry (averaged
+    over the pupil and over directions).
+
+    Parameters
+    ----------
+    frequency : array_like
+        Spatial frequencies in units of the diffraction cutoff D/λ (0 to 1).
+    n_modes : int
+        Number of modes fitted (tip, tilt and KL modes).
+    d_over_r0 : float
+        Seeing, D/r0, at the wavelength of the frequencies.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        T, between 0 and 1, the shape of ``frequency``; 1 at zero frequency.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.optics import unresolved_transfer
+    >>> [round(float(t), 2) for t in unresolved_transfer([0.0, 0.5], 44, 10.0)]
+    [1.0, 0.6]
+    """
+    separation, structure = _unresolved_structure(_positive_int("n_modes", n_modes), float(obscuration))
+    frequency = np.clip(np.asarray(frequency, dtype=float), 0, 1)
+    residual = np.interp(frequency, separation, structure) * float(d_over_r0) ** (5 / 3)
+    return np.exp(-0.5 * residual)
+
+
+@lru_cache(maxsize=16)
+def _unresolved_structure(n_modes, obscuration, npix=64):
+    """
+    Structure function at D/r0 = 1 of the phase beyond ``n_modes`` modes, against separation in D.
+
+    The fitted modes' share is the pupil average of their squared differences at each separation,
+    from correlations with the pupil computed by FFT, averaged over directions.
+    """
+    weight = aperture(npix, obscuration)
+    modes = _kl_modes(n_modes, npix, obscuration, None)
+    variance = np.diag(kl_covariance(n_modes, obscuration))
+    size = 2 * npix
+
+    def correlate(a, b):
+        return np.fft.irfft2(np.fft.rfft2(a, s=(size, size)).conj() * np.fft.rfft2(b, s=(size, size)), s=(size, size))
+
+    overlap = correlate(weight, weight)
+    differences = 0
+    for mode, value in zip(modes, variance, strict=True):
+        squared = correlate(weight, weight * mode**2)
+        differences = differences + value * (squared + np.roll(squared[::-1, ::-1], 1, axis=(0, 1)) - 2 * correlate(weight * mode, weight * mode))
+    offset = np.fft.fftfreq(size, 1 / size)
+    distance = np.hypot(offset[:, None], offset[None, :]) / npix  # in pupil diameters
+    inside = overlap > 0.05 * overlap.max()
+    fitted = np.where(inside, differences / np.where(inside, overlap, 1), 0)
+    bins = np.linspace(0, 1, 33)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    index = np.digitize(distance[inside], bins) - 1
+    keep = (index >= 0) & (index < len(centres))
+    profile = np.bincount(index[keep], fitted[inside][keep], len(centres)) / np.maximum(np.bincount(index[keep], minlength=len(centres)), 1)
+    separation = np.concatenate([[0.0], centres])
+    structure = _STRUCTURE_CONSTANT * separation ** (5 / 3) - np.concatenate([[0.0], profile])
+    structure = np.clip(structure, 0, None)
+    if n_modes + 1 > _NOLL_ASYMPTOTIC:
+        # The residual of many modes decorrelates within a fraction of the pupil; beyond, its
+        # structure function is twice its variance, where the difference of two large numbers
+        # above would only add discretisation noise.
+        structure = np.minimum(np.maximum.accumulate(structure), 2 * _residual_variance(n_modes))
+    return separation, structure
+
+
+def _residual_variance(n_modes):
+    """Kolmogorov phase variance (D/r0 = 1) beyond piston and ``n_modes`` modes: Noll's law for J > 10."""
+    return 0.2944 * (n_modes + 1) ** (-np.sqrt(3) / 2)
 
 
 @lru_cache(maxsize=32)

@@ -1,31 +1,75 @@
 r"""
-Wavefront initialisation on overlapping patches with the object eliminated in closed form.
+Wavefront estimation on overlapping patches with the objects eliminated in closed form.
 
 On a patch small enough to be isoplanatic, the objects that minimise the weighted misfit
-:math:`\sum_k |D_k - O S_k|^2/\sigma_k^2` are known for any wavefronts, which leaves a metric of the
-wavefronts alone (Gonsalves 1982; Paxman, Schulz & Fienup 1992; Löfdahl 2002):
+:math:`\sum_k |D_k - O S_k|^2/\sigma_k^2` plus an object prior :math:`|O|^2 \gamma` are known for
+any wavefronts, which leaves a metric of the wavefronts alone (Gonsalves 1982; Paxman, Schulz &
+Fienup 1992; Löfdahl 2002):
 
 .. math:: L = \sum_u \Big[\sum_k \frac{|D_k|^2}{\sigma_k^2}
-          - \frac{|\sum_k D_k S_k^* / \sigma_k^2|^2}{\sum_k |S_k|^2/\sigma_k^2 + \gamma}\Big].
+          - \frac{|\sum_k D_k S_k^* / \sigma_k^2|^2}{\sum_k |S_k|^2/\sigma_k^2 + \gamma(u)}\Big],
 
-Minimising it converges far more reliably than optimising objects and wavefronts together, so it
-initialises the whole-field solve. All patches are solved at once as one batched problem, with the
-number of modes raised in steps (low orders first) to stay clear of local minima.
+to which a Kolmogorov prior on the mode coefficients is added (a maximum a posteriori estimate).
+All patches and frames are solved at once as one batched problem, the modes activated by radial
+order, intermediate stages short, only the last run to convergence.
+
+Even modes need care. For a pupil symmetric under r → −r, flipping the signs of all even-mode
+coefficients of a frame leaves its PSF unchanged (`~sunpy_momfbd.optics.even_modes`), so the
+metric is even in them and its gradient vanishes where they are zero: started there, they stay
+there. ``even_seed`` starts them instead at Kolmogorov-scaled random values, one draw per frame
+shared by its patches. Each patch may then settle on either twin; before the patch wavefronts are
+interpolated across the field, `synchronise_twins` makes every frame's choice consistent between
+neighbouring patches. A phase-diversity channel breaks the symmetry and fixes the sign.
+
+On the package's benchmarks (partially AO-corrected, 12 frames) the patch estimates of the even
+modes are dominated by noise, and restorations from seeded even modes are worse than those that
+leave them at zero, so seeding is off by default (``SolverSettings.even_seed``).
 """
 
 import math
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from sunpy_momfbd.forward import interpolation_matrix
-from sunpy_momfbd.optics import psf
-from sunpy_momfbd.solver.fourier import band_mask, otf, radial_frequency, tukey_window
+from sunpy_momfbd.optics import even_modes, kl_variance, psf
+from sunpy_momfbd.solver.fourier import otf, radial_frequency, tukey_window
 
-__all__ = ["patch_layout", "patch_wavefronts", "to_mode_grid"]
+__all__ = ["patch_layout", "patch_wavefronts", "radial_stages", "synchronise_twins", "to_mode_grid"]
 
 #: Frequencies below this many cycles per patch are left out of the metric.
 LOWEST_FREQUENCY = 4
+#: Fraction of each patch side, per side, over which the patch is tapered to zero.
+TAPER = 0.25
+#: The metric uses frequencies up to this fraction of the diffraction cutoff, per stage from the
+#: first to the last (linearly in between): low orders are fitted on the best-measured frequencies.
+BAND = (0.6, 0.9)
+#: Iterations of the last stage, as a multiple of those of the intermediate stages.
+FINAL_STAGE_FACTOR = 5
+#: Seeing assumed by the prior before any mode beyond tip-tilt has been fitted.
+INITIAL_D_OVER_R0 = 10.0
+
+
+def radial_stages(n_modes):
+    """
+    Mode counts that complete successive radial orders (2, 5, 9, 14, 20, 27, 35, 44, …).
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of modes fitted in the end (the last stage).
+
+    Returns
+    -------
+    tuple of int
+        Increasing counts from tip-tilt to ``n_modes``.
+    """
+    counts, order = [], 1
+    while not counts or counts[-1] < n_modes:
+        counts.append(min((order + 1) * (order + 2) // 2 - 1, n_modes))
+        order += 1
+    return tuple(counts)
 
 
 def patch_layout(image_size, patch_size):
@@ -56,9 +100,9 @@ def patch_layout(image_size, patch_size):
     return tuple(grid), starts
 
 
-def patch_wavefronts(problem, patch_size, mode_steps=(5, 14, None), iterations=40, gamma=1e-2):
+def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_seed=0.0, gamma=None):
     """
-    Wavefronts of every frame on every patch by minimising the object-free metric.
+    Wavefronts of every frame on every patch by maximising the object-free posterior.
 
     Parameters
     ----------
@@ -67,63 +111,122 @@ def patch_wavefronts(problem, patch_size, mode_steps=(5, 14, None), iterations=4
     patch_size : int
         Patch side in pixels (the whole image when it is smaller).
     mode_steps : sequence of int or None, optional
-        Number of modes fitted in successive steps; None means all.
+        Number of modes fitted in successive stages (None in it means all); by default
+        `radial_stages`.
     iterations : int, optional
-        L-BFGS iterations per step.
+        L-BFGS iterations of each intermediate stage; the last stage runs up to
+        ``FINAL_STAGE_FACTOR`` times as many, until the loss stops changing.
+    even_seed : float, optional
+        Start newly activated modes at this fraction of their prior standard deviation (random,
+        one draw per frame shared by its patches) instead of zero; 0 by default.
     gamma : float, optional
-        Regulariser of the object estimate, relative to the mean inverse noise variance.
+        A white object regulariser relative to the mean inverse noise variance, instead of the
+        default, the inverse of a power-law object spectrum fitted to the data.
 
     Returns
     -------
     `torch.Tensor`
-        Mode coefficients, shape (n_frames, n_modes, py, px) on the patch grid, with zero mean
-        tip-tilt over the frames on every patch.
+        Mode coefficients, shape (n_frames, n_modes, py, px) on the patch grid, zero mean
+        tip-tilt over the frames on every patch, even parts synchronised between patches.
     """
-    height, width = problem.shape
-    size = min(patch_size, height, width)
-    (py, px), (start_y, start_x) = patch_layout((height, width), size)
-    window = tukey_window((size, size), device=problem.device, dtype=problem.dtype)
-    offsets = torch.arange(size, device=problem.device)
-    rows = (start_y.to(problem.device)[:, None] + offsets)[:, None, :, None]
-    cols = (start_x.to(problem.device)[:, None] + offsets)[None, :, None, :]
-
-    spectra, weights = [], []
-    for frames, variance in zip(problem.frames, problem.noise, strict=True):
-        patches = frames[:, rows, cols]  # (F, py, px, P, P)
-        patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
-        spectra.append(torch.fft.rfft2(patches).flatten(1, 2))  # (F, n_patches, P, P//2+1)
-        weights.append(1 / variance[:, None, None, None])
-    # The lowest frequencies carry little wavefront information but most of the apodisation error.
-    lowest = radial_frequency((size, size), problem.device, problem.dtype) >= LOWEST_FREQUENCY / size
-    bands = [band_mask((size, size), 1 / c.sampling, problem.device, problem.dtype) * lowest for c in problem.setups]
-    gamma = gamma * torch.stack([w.mean() for w in weights]).mean()
-
     n_frames, n_modes = problem.n_frames, problem.n_modes
-    coefficients = torch.zeros(py * px, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
+    data = _PatchSpectra(problem, patch_size, gamma)
+    stages = _stages(mode_steps, n_modes)
+    variance = torch.as_tensor(kl_variance(n_modes, problem.setups[0].obscuration), dtype=problem.dtype)
+    variance = variance.to(problem.device)
+    coefficients = torch.zeros(data.n_patches, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
     # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
-    coefficients[..., :2] = _tilt_from_motion(spectra[0], problem.setups[0]) / problem.scales[0]
-    steps = tqdm(mode_steps, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
-    for step in steps:
-        active = n_modes if step is None else min(step, n_modes)
-        steps.set_postfix(modes=active)
-        free = coefficients[..., :active].clone().requires_grad_()
-        optimiser = torch.optim.LBFGS(
-            [free], max_iter=iterations, line_search_fn="strong_wolfe", tolerance_change=1e-12, tolerance_grad=1e-10
+    coefficients[..., :2] = _tilt_from_motion(data.spectra[0], problem.setups[0]) / problem.scales[0]
+    known = problem.settings.d_over_r0
+    seeing = known or INITIAL_D_OVER_R0  # for the Kolmogorov prior
+    fitted = 2
+    progress = tqdm(stages, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
+    for stage, active in enumerate(progress):
+        progress.set_postfix(modes=active)
+        prior = _prior_variance(coefficients[..., :fitted], variance, seeing)
+        if even_seed:  # one draw per frame, shared by its patches, so that they start on the same twin
+            seed = torch.randn(n_frames, active - fitted, device=problem.device, dtype=problem.dtype)
+            coefficients[..., fitted:active] = even_seed * prior[fitted:active].sqrt() * seed
+        last = active == n_modes
+        band = data.bands(BAND[0] + (BAND[1] - BAND[0]) * stage / max(len(stages) - 1, 1))
+        coefficients[..., :active] = _fit(
+            data, coefficients, active, prior, band, iterations * (FINAL_STAGE_FACTOR if last else 1)
         )
-
-        def closure(free=free, active=active):
-            optimiser.zero_grad()
-            full = torch.cat([free, coefficients[..., active:]], dim=-1)
-            loss = _metric(problem, _zero_mean_tilt(full, dim=1), spectra, weights, bands, gamma, size)
-            loss.backward()
-            return loss
-
-        optimiser.step(closure)
-        coefficients = torch.cat([free.detach(), coefficients[..., active:]], dim=-1)
-        if active == n_modes:
-            break
+        fitted = active
+        # Never below the assumption: low orders may be AO-corrected, which says nothing of the rest.
+        if known is None:
+            seeing = max(seeing, _estimate_seeing(coefficients[..., :fitted], variance))
     coefficients = _zero_mean_tilt(coefficients, dim=1)
-    return coefficients.permute(1, 2, 0).reshape(n_frames, n_modes, py, px)
+    if even_seed and not problem.diversities.abs().sum() > 0:
+        parity = torch.as_tensor(even_modes(n_modes, problem.setups[0].obscuration), device=problem.device)
+        coefficients = synchronise_twins(coefficients, data.grid, parity)
+    return coefficients.permute(1, 2, 0).reshape(n_frames, n_modes, *data.grid)
+
+
+def _estimate_seeing(coefficients, variance):
+    r"""
+    D/r0 from the spread of fitted mode coefficients beyond tip-tilt.
+
+    Kolmogorov turbulence gives mode j the variance :math:`\sigma_j^2 (D/r_0)^{5/3}`. Adaptive
+    optics removes much of the low orders' share, so the estimate is the largest of the per-mode
+    estimates over the upper half of the fitted modes (the least corrected), not their mean.
+
+    Parameters
+    ----------
+    coefficients : `torch.Tensor`
+        Fitted coefficients, shape (..., n_fitted), radians.
+    variance : `torch.Tensor`
+        Kolmogorov variances at D/r0 = 1 of at least the fitted modes.
+
+    Returns
+    -------
+    float
+        The estimated D/r0 (`INITIAL_D_OVER_R0` if only tip-tilt has been fitted).
+    """
+    fitted = coefficients.shape[-1]
+    if fitted <= 2:
+        return INITIAL_D_OVER_R0
+    spread = coefficients.flatten(0, -2).square().mean(dim=0) / variance[:fitted]
+    upper = spread[2 + (fitted - 2) // 2 :]
+    return float(upper.max().clamp(min=1e-3) ** 0.6)
+
+
+def synchronise_twins(coefficients, grid, even):
+    """
+    Make each frame's even-mode sign (its twin) consistent across the patches of the field.
+
+    Patches are visited from the centre outwards; each keeps or flips its even part, whichever
+    agrees better with the patches already visited, weighted by their proximity. Flipping the even
+    part of an isoplanatic patch's wavefront does not change its PSF, so this changes no patch's
+    fit, only which of two equivalent answers it reports.
+
+    Parameters
+    ----------
+    coefficients : `torch.Tensor`
+        Shape (n_patches, n_frames, n_modes), patches in row-major order of ``grid``.
+    grid : tuple of int
+        (py, px) of the patches.
+    even : `torch.Tensor`
+        Boolean mask of the even modes, shape (n_modes,).
+
+    Returns
+    -------
+    `torch.Tensor`
+        The coefficients with the even parts of some (patch, frame) pairs negated.
+    """
+    rows, cols = np.unravel_index(np.arange(coefficients.shape[0]), grid)
+    distance = np.hypot(rows - (grid[0] - 1) / 2, cols - (grid[1] - 1) / 2)
+    order = np.argsort(distance, kind="stable")
+    parts = coefficients[..., even]  # (n_patches, n_frames, n_even)
+    signs = torch.ones(coefficients.shape[:2], device=coefficients.device, dtype=coefficients.dtype)
+    for index, patch in enumerate(order[1:], start=1):
+        visited = order[:index]
+        separation = np.hypot(rows[visited] - rows[patch], cols[visited] - cols[patch])
+        weight = torch.as_tensor(np.exp(-separation), device=coefficients.device, dtype=coefficients.dtype)
+        agreement = (weight[:, None] * signs[visited] * (parts[visited] * parts[patch]).sum(dim=-1)).sum(dim=0)
+        signs[patch] = torch.where(agreement < 0, -1.0, 1.0)
+    flip = torch.where(even, signs[..., None], torch.ones_like(signs[..., None]))
+    return coefficients * flip
 
 
 def to_mode_grid(patch_modes, image_size, grid, padding):
@@ -154,20 +257,110 @@ def to_mode_grid(patch_modes, image_size, grid, padding):
     return torch.einsum("yi,fmij,xj->fmyx", weights[0], patch_modes, weights[1])
 
 
-def _metric(problem, coefficients, spectra, weights, bands, gamma, size):
-    """Object-free metric summed over objects, patches and frequencies inside each band."""
-    total = 0
-    for object_id in problem.objects:
-        numerator, denominator, energy = 0, gamma, 0
-        for c in problem.channels_of(object_id):
-            modes = coefficients * problem.scales[c] + problem.diversities[c]
-            transfer = otf(modes.transpose(0, 1), problem.setups[c], size) * bands[c]  # (F, n, P, P//2+1)
-            data = spectra[c]
-            numerator = numerator + (data * transfer.conj() * weights[c]).sum(dim=0)
-            denominator = denominator + (transfer.abs().square() * weights[c]).sum(dim=0)
-            energy = energy + (data.abs().square() * weights[c] * bands[c]).sum(dim=0)
-        total = total + (energy - numerator.abs().square() / denominator).sum()
-    return total / (size * size * math.prod(coefficients.shape[:2]))
+class _PatchSpectra:
+    """Tapered patch spectra of every channel, their noise weights and object regularisers."""
+
+    def __init__(self, problem, patch_size, gamma):
+        self.problem = problem
+        height, width = problem.shape
+        self.size = size = min(patch_size, height, width)
+        self.grid, (start_y, start_x) = patch_layout((height, width), size)
+        window = tukey_window((size, size), TAPER, device=problem.device, dtype=problem.dtype)
+        offsets = torch.arange(size, device=problem.device)
+        rows = (start_y.to(problem.device)[:, None] + offsets)[:, None, :, None]
+        cols = (start_x.to(problem.device)[:, None] + offsets)[None, :, None, :]
+        # Noise per frequency of a tapered patch's unnormalised FFT is σ² Σ window².
+        self.norm = float(window.square().sum())
+        self.spectra, self.weights = [], []
+        for frames, variance in zip(problem.frames, problem.noise, strict=True):
+            patches = frames[:, rows, cols]  # (F, py, px, P, P)
+            patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
+            self.spectra.append(torch.fft.rfft2(patches).flatten(1, 2))  # (F, n_patches, P, P//2+1)
+            self.weights.append(1 / (variance[:, None, None, None] * self.norm))
+        self.frequency = radial_frequency((size, size), problem.device, problem.dtype)
+        self.gamma = {k: self._regulariser(k, gamma) for k in problem.objects}
+
+    @property
+    def n_patches(self):
+        return self.spectra[0].shape[1]
+
+    def bands(self, fraction):
+        """Per channel, the 0/1 mask of the metric's frequencies: above the lowest, below the cutoff fraction."""
+        lowest = self.frequency >= LOWEST_FREQUENCY / self.size
+        return [((self.frequency <= fraction / s.sampling) & lowest).to(self.frequency.dtype) for s in self.problem.setups]
+
+    def _regulariser(self, object_id, gamma):
+        r"""
+        γ(u) of an object: the inverse of a power-law object spectrum :math:`A/f^2` per patch.
+
+        A is measured from the frames' mean power at low frequencies, where the transfer
+        functions of short exposures are close to their long-exposure values and the signal
+        dominates the noise; the weights make γ dimensionless like the curvature term.
+        """
+        channels = self.problem.channels_of(object_id)
+        weight = torch.stack([self.weights[c].mean() for c in channels]).mean()
+        if gamma is not None:
+            return gamma * weight
+        # Signal-to-noise power per frequency, ≈ w P_O(f) where short-exposure transfer is near one.
+        power = sum((self.weights[c] * self.spectra[c].abs().square()).mean(dim=0) for c in channels) / len(channels)
+        cutoff = min(1 / self.problem.setups[c].sampling for c in channels)
+        low = (self.frequency > cutoff / 10) & (self.frequency < cutoff / 4)
+        amplitude = (power * self.frequency.square())[..., low].median(dim=-1).values  # (n_patches,)
+        return weight * self.frequency.square().clamp(min=1 / self.size**2) / amplitude[:, None, None]
+
+    def metric(self, coefficients, bands):
+        """Object-free misfit (half χ²) summed over objects, patches, frames and frequencies in the bands."""
+        problem = self.problem
+        total = 0
+        for object_id in problem.objects:
+            numerator, denominator, energy = 0, self.gamma[object_id], 0
+            for c in problem.channels_of(object_id):
+                modes = coefficients * problem.scales[c] + problem.diversities[c]
+                transfer = otf(modes.transpose(0, 1), problem.setups[c], self.size) * bands[c]  # (F, n, P, P//2+1)
+                data = self.spectra[c]
+                numerator = numerator + (data * transfer.conj() * self.weights[c]).sum(dim=0)
+                denominator = denominator + (transfer.abs().square() * self.weights[c]).sum(dim=0)
+                energy = energy + (data.abs().square() * self.weights[c] * bands[c]).sum(dim=0)
+            total = total + (energy - numerator.abs().square() / denominator).sum()
+        return total
+
+
+def _stages(mode_steps, n_modes):
+    if mode_steps is None:
+        return radial_stages(n_modes)[1:]  # tip-tilt comes from the image motion
+    counts = sorted({n_modes if step is None else min(int(step), n_modes) for step in mode_steps})
+    return tuple(c for c in counts if c > 2) or (n_modes,)
+
+
+def _prior_variance(fitted, variance, seeing):
+    """Prior variance per mode: Kolmogorov at the estimated seeing, or the fitted spread where larger."""
+    prior = variance * seeing ** (5 / 3)
+    if fitted.shape[-1]:
+        spread = fitted.flatten(0, -2).square().mean(dim=0)
+        prior = torch.cat([torch.maximum(prior[: fitted.shape[-1]], spread), prior[fitted.shape[-1] :]])
+    prior[:2] = torch.inf  # tip-tilt: the image motion, not turbulence statistics, sets it
+    return prior
+
+
+def _fit(data, coefficients, active, prior, bands, iterations):
+    """Minimise metric plus prior over the first ``active`` modes of every patch and frame."""
+    free = coefficients[..., :active].clone().requires_grad_()
+    rest = coefficients[..., active:]
+    scale = math.prod(coefficients.shape[:2])
+    optimiser = torch.optim.LBFGS(
+        [free], max_iter=iterations, line_search_fn="strong_wolfe", tolerance_change=1e-9, tolerance_grad=1e-9
+    )
+
+    def closure():
+        optimiser.zero_grad()
+        full = _zero_mean_tilt(torch.cat([free, rest], dim=-1), dim=1)
+        loss = data.metric(full, bands) + 0.5 * (free.square() / prior[:active]).sum()
+        loss = loss / scale
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return free.detach()
 
 
 def _tilt_from_motion(spectra, setup):

@@ -89,6 +89,8 @@ def wiener_start(problem, modes, object_id, strength=1.0):
         extended = F.pad((frames - mean)[None], (pad,) * 4, mode="reflect")[0] * taper + mean
         kernels = psf(problem.channel_modes(modes, c).mean(dim=(-2, -1)), problem.setups[c], 2 * pad)
         transfer = transfer_function(kernels, shape)
+        unresolved = problem.unresolved_transfer(c)
+        transfer = transfer if unresolved is None else transfer * unresolved
         spectra = torch.fft.rfft2(extended)
         numerator = numerator + (weight * spectra * transfer.conj()).sum(dim=0)
         curvature = curvature + (weight * transfer.abs().square()).sum(dim=0)

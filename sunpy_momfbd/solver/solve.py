@@ -5,20 +5,20 @@ The MOMFBD solve: patch-wise wavefront initialisation, then a joint whole-field 
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from sunpy_momfbd.forward import PhysicalForward, resample_modes
-from sunpy_momfbd.optics import defocus_coefficients, kl_variance
-from sunpy_momfbd.solver.fourier import noise_variance
-from sunpy_momfbd.solver.initialise import patch_wavefronts, to_mode_grid
+from sunpy_momfbd.optics import defocus_coefficients, kl_variance, unresolved_transfer
+from sunpy_momfbd.solver.fourier import noise_variance, radial_frequency
+from sunpy_momfbd.solver.initialise import patch_layout, patch_wavefronts, to_mode_grid
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
 from sunpy_momfbd.solver.problem import Burst
 
-__all__ = ["Solution", "SolverSettings", "solve"]
+__all__ = ["Solution", "SolverSettings", "auto_mode_grid", "solve"]
 
 #: Fresh starts of L-BFGS's curvature history allowed when the loss stalls, before stopping.
 MAX_LBFGS_RESTARTS = 3
@@ -31,8 +31,11 @@ class SolverSettings:
 
     Parameters
     ----------
-    mode_grid : tuple of int
-        (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic.
+    mode_grid : "auto" or int or tuple of int
+        (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic. "auto"
+        (default) places grid points as far apart as the centres of the initialisation's patches
+        (about half ``patch_size``), which is as fine as the patches can tell wavefronts apart;
+        a field about one patch wide gets (1, 1). `Solution.settings` records the grid used.
     n_iterations : int
         Iteration cap of the joint refinement (L-BFGS iterations or Adam steps).
     optimizer : {"lbfgs", "adam"}
@@ -45,15 +48,31 @@ class SolverSettings:
     patch_size : int
         Side of the isoplanatic patches of the initialisation (pixels).
     init_iterations : int
-        L-BFGS iterations per mode step of the initialisation (0 skips it: modes start at zero).
+        L-BFGS iterations of each intermediate mode stage of the initialisation; the last stage runs
+        up to five times as many (0 skips the initialisation: modes start at zero).
     fit_diversity : bool
         Also fit a differential tip, tilt and defocus of every channel that sees the same object as
         an earlier channel (camera misalignment, an inexact diversity), in radians at its wavelength.
     object_prior : float
         Strength of the objects' power-law prior (a 1/f² spectrum fitted to the data at low
         frequencies), which keeps noise out of frequencies the data hardly constrain; 1 by default.
-    mode_steps : tuple
-        Mode counts fitted in successive initialisation steps (None = all).
+    mode_steps : tuple or None
+        Mode counts fitted in successive initialisation stages (None in it means all); by default
+        one stage per radial order (5, 9, 14, 20, 27, 35, 44 for 44 modes), after the tip-tilt
+        found from the image motion.
+    refine_wavefronts : bool
+        Refine the mode maps together with the objects over the whole field (default); if false,
+        only the objects are solved for, with the initialisation's wavefronts.
+    d_over_r0 : float or None
+        Seeing, D/r0 at the first channel's wavelength, that the wavefront beyond the fitted modes
+        follows (the atmosphere's, where adaptive optics corrects fewer modes than are fitted). If
+        given, every model frame includes the average blur of that unresolved wavefront
+        (`~sunpy_momfbd.optics.unresolved_transfer`), so that the restoration also removes it, and
+        the initialisation's Kolmogorov prior uses it. None (default): neither.
+    even_seed : float
+        Start the even modes (and every newly fitted mode) of the initialisation at this fraction of
+        their prior standard deviation instead of at zero, where their gradient vanishes (the twin
+        symmetry); 0 by default, see `sunpy_momfbd.solver.initialise`.
     smoothness : float
         Weight of the mode maps' spatial smoothness (squared differences between neighbouring grid
         points, in units of each mode's Kolmogorov variance).
@@ -74,17 +93,20 @@ class SolverSettings:
         Show a progress bar with the loss.
     """
 
-    mode_grid: tuple = (1, 1)
+    mode_grid: tuple = "auto"
     n_iterations: int = 60
     optimizer: str = "lbfgs"
     learning_rate: float = 0.05
     tolerance: float = 1e-5
     patch_size: int = 96
-    init_iterations: int = 30
+    init_iterations: int = 10
     object_prior: float = 1.0
-    mode_steps: tuple = (5, 14, None)
+    mode_steps: tuple = None
     smoothness: float = 1e-3
     fit_diversity: bool = False
+    refine_wavefronts: bool = True
+    d_over_r0: float | None = None
+    even_seed: float = 0.0
     frame_batch: int | None = None
     device: str = "auto"
     mixed_precision: bool = False
@@ -94,13 +116,20 @@ class SolverSettings:
     progress: bool = True
 
     def __post_init__(self):
-        grid = (self.mode_grid, self.mode_grid) if np.isscalar(self.mode_grid) else tuple(self.mode_grid)
-        if len(grid) != 2 or any(int(g) != g or g < 1 for g in grid):
-            msg = f"mode_grid must be one or two positive integers, got {self.mode_grid!r}"
-            raise ValueError(msg)
-        object.__setattr__(self, "mode_grid", tuple(int(g) for g in grid))
+        if not (isinstance(self.mode_grid, str) and self.mode_grid == "auto"):
+            grid = (self.mode_grid, self.mode_grid) if np.isscalar(self.mode_grid) else tuple(self.mode_grid)
+            if len(grid) != 2 or any(isinstance(g, str) or int(g) != g or g < 1 for g in grid):
+                msg = f"mode_grid must be 'auto' or one or two positive integers, got {self.mode_grid!r}"
+                raise ValueError(msg)
+            object.__setattr__(self, "mode_grid", tuple(int(g) for g in grid))
         if self.optimizer not in ("lbfgs", "adam"):
             msg = f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}"
+            raise ValueError(msg)
+        if self.d_over_r0 is not None and not (np.isfinite(self.d_over_r0) and self.d_over_r0 > 0):
+            msg = f"d_over_r0 must be a positive number or None, got {self.d_over_r0!r}"
+            raise ValueError(msg)
+        if not (np.isfinite(self.even_seed) and self.even_seed >= 0):
+            msg = f"even_seed must be a non-negative fraction of the prior's standard deviation, got {self.even_seed!r}"
             raise ValueError(msg)
         if int(self.n_iterations) != self.n_iterations or self.n_iterations < 0:
             msg = f"n_iterations must be a non-negative integer, got {self.n_iterations!r}"
@@ -215,11 +244,17 @@ def solve(burst, *, forward=None, settings=None, **options):
     settings = SolverSettings(**{**(asdict(settings) if settings else {}), **options})
     torch.manual_seed(settings.seed)
     problem = _Problem(burst, settings, forward or PhysicalForward)
+    if settings.mode_grid == "auto":
+        settings = problem.settings = replace(
+            settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
+        )
     timing = {}
 
     start = time.perf_counter()
     if settings.init_iterations > 0:
-        patch_modes = patch_wavefronts(problem, settings.patch_size, settings.mode_steps, settings.init_iterations)
+        patch_modes = patch_wavefronts(
+            problem, settings.patch_size, settings.mode_steps, settings.init_iterations, settings.even_seed
+        )
         modes = to_mode_grid(patch_modes, problem.shape, settings.mode_grid, problem.padding)
     else:
         modes = torch.zeros(
@@ -231,6 +266,34 @@ def solve(burst, *, forward=None, settings=None, **options):
     objects, modes, history, converged = _refine(problem, modes)
     timing["refinement"] = time.perf_counter() - start
     return problem.solution(objects, modes, history, converged, timing)
+
+
+def auto_mode_grid(shape, patch_size, padding):
+    """
+    The default wavefront grid: points as far apart as the initialisation's patch centres.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (H, W) of the observed field.
+    patch_size : int
+        Side of the initialisation's patches, which overlap by about half.
+    padding : int
+        Border solved for outside the field on each side; the grid spans the padded field.
+
+    Returns
+    -------
+    tuple of int
+        (gy, gx); 1 along an axis that holds a single patch.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.solver import auto_mode_grid
+    >>> auto_mode_grid((256, 256), 64, 28), auto_mode_grid((80, 80), 96, 28)
+    ((9, 9), (1, 1))
+    """
+    grid, _ = patch_layout(shape, min(patch_size, *shape))
+    return tuple(1 if count == 1 else max(2, round((n + 2 * padding) * count / n)) for n, count in zip(shape, grid, strict=True))
 
 
 class _Problem:
@@ -251,6 +314,7 @@ class _Problem:
         self.scales = burst.wavelength_scales()
         self.diversities = burst.diversities().to(self.device, self.dtype)  # (n_channels, n_modes)
         self.offsets = torch.zeros_like(self.diversities)  # fitted corrections to the diversities
+        self._unresolved = {}
         self.objects = burst.objects
         self.n_frames, self.n_modes, self.shape = burst.n_frames, burst.n_modes, burst.shape
         self.padding = max(_reach(model) for model in self.models)
@@ -337,9 +401,34 @@ class _Problem:
         sampling = max(self.setups[c].sampling for c in self.channels_of(object_id))
         return int(min(max(math.ceil(0.5 * seeing * sampling), 1), max(self.padding, 1)))
 
+    def unresolved_transfer(self, channel):
+        """
+        The average transfer function of the wavefront the fitted modes leave out, on the padded grid.
+
+        None without a seeing estimate (``SolverSettings.d_over_r0``); else
+        `~sunpy_momfbd.optics.unresolved_transfer` at the channel's wavelength, where the same
+        atmosphere has D/r0 scaled by (λ_ref / λ)^(6/5).
+        """
+        if self.settings.d_over_r0 is None:
+            return None
+        if channel not in self._unresolved:
+            setup = self.setups[channel]
+            frequency = radial_frequency(self.padded_shape, dtype=torch.float64).numpy() * setup.sampling
+            seeing = self.settings.d_over_r0 * self.scales[channel] ** (6 / 5)
+            transfer = unresolved_transfer(frequency, self.n_modes, seeing, setup.obscuration)
+            self._unresolved[channel] = torch.as_tensor(transfer, device=self.device, dtype=self.dtype)
+        return self._unresolved[channel]
+
+    def unresolved_blur(self, obj, channel):
+        """The object as seen through the unresolved part of the wavefront (unchanged without seeing)."""
+        transfer = self.unresolved_transfer(channel)
+        if transfer is None:
+            return obj
+        return torch.fft.irfft2(torch.fft.rfft2(obj) * transfer, s=obj.shape[-2:])
+
     def predict(self, objects, modes, channel, frames=slice(None)):
         """Model frames of a channel (a batch of frame indices) for given objects and mode maps."""
-        obj = objects[self.burst.channels[channel].object_id]
+        obj = self.unresolved_blur(objects[self.burst.channels[channel].object_id], channel)
         channel_modes = self.channel_modes(modes, channel)[frames]
         mixed = self.settings.mixed_precision and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if mixed else contextlib.nullcontext():
@@ -355,7 +444,7 @@ def _refine(problem, modes):
     for object_id in problem.objects:
         estimate, precondition, priors[object_id] = wiener_start(problem, modes, object_id, settings.object_prior)
         objects[object_id] = PreconditionedObject(estimate, precondition)
-    free_modes = modes.contiguous().clone().requires_grad_()
+    free_modes = modes.contiguous().clone().requires_grad_(settings.refine_wavefronts)
     fit_offsets = settings.fit_diversity and problem.n_refinable > 0
     free_offsets = modes.new_zeros(problem.n_refinable, 3, requires_grad=fit_offsets)
     variance = torch.tensor(kl_variance(problem.n_modes), device=problem.device, dtype=problem.dtype)
@@ -382,7 +471,8 @@ def _refine(problem, modes):
             total = total + loss.detach()
         return float(total)
 
-    parameters = [o.variable for o in objects.values()] + [free_modes] + ([free_offsets] if fit_offsets else [])
+    parameters = [o.variable for o in objects.values()]
+    parameters += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
     if settings.optimizer == "lbfgs":
         optimiser = _StepwiseLBFGS(parameters)
     else:
