@@ -335,7 +335,9 @@ def wavefront_scores(fitted, true, points=8):
     return {
         "tilt_correlation": correlation(fit[:, :2], truth[:, :2]),
         "odd_correlation": correlation(fit[:, odd], truth[:, odd]),
-        "even_correlation": float(np.mean([abs(correlation(f[even], t[even])) for f, t in zip(fit, truth, strict=True)])),
+        "even_correlation": float(
+            np.mean([abs(correlation(f[even], t[even])) for f, t in zip(fit, truth, strict=True)])
+        ),
         "odd_rms": [rms(fit[:, odd]), rms(truth[:, odd])],
         "even_rms": [rms(fit[:, even]), rms(truth[:, even])],
     }

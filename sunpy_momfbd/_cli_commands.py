@@ -40,7 +40,11 @@ def _add_solver_arguments(parser):
         default="auto",
         help="forward model (default auto: the emulator on a GPU where certified, else physical)",
     )
-    parser.add_argument("--mode-grid", metavar="N|GYxGX", help="grid of the wavefront mode maps: auto (default, from the field and patch size), N or GYxGX")
+    parser.add_argument(
+        "--mode-grid",
+        metavar="N|GYxGX",
+        help="grid of the wavefront mode maps: auto (default, from the field and patch size), N or GYxGX",
+    )
     parser.add_argument("--iterations", type=int, metavar="N", help="iteration cap of the joint refinement")
     parser.add_argument("--device", default="auto", help="torch device (default auto: cuda, mps, then cpu)")
     parser.add_argument(

@@ -338,7 +338,9 @@ def test_small_field_on_a_mode_grid_initialises_from_one_patch(setup):
 def beyond_fitted_modes():
     """An isoplanatic burst whose wavefronts have 100 modes of Kolmogorov power; the solver fits 44."""
     truth_setup = OpticalSetup(sampling=2.2, n_modes=100)
-    burst = simulate_burst(power_law_scene(64 + 54, seed=7), truth_setup, 8, 8.0, np.inf, 1, photons=2000, rng=5, margin=27)
+    burst = simulate_burst(
+        power_law_scene(64 + 54, seed=7), truth_setup, 8, 8.0, np.inf, 1, photons=2000, rng=5, margin=27
+    )
     # The restoration that knows the true wavefronts: the solver's object solve with them fixed.
     settings = SolverSettings(mode_grid=(1, 1), refine_wavefronts=False, progress=False, n_iterations=60)
     problem = _Problem(Burst([Channel(burst.frames, truth_setup)]), settings, PhysicalForward)

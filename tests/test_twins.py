@@ -60,7 +60,9 @@ def test_synchronising_twins_restores_one_sign_per_frame():
     # random twin chosen independently by every patch and frame.
     common = rng.normal(size=(3, 20))
     y, x = np.unravel_index(np.arange(20), grid)
-    field = common[None] + 0.2 * (y[:, None, None] * rng.normal(size=(3, 20)) + x[:, None, None] * rng.normal(size=(3, 20)))
+    field = common[None] + 0.2 * (
+        y[:, None, None] * rng.normal(size=(3, 20)) + x[:, None, None] * rng.normal(size=(3, 20))
+    )
     truth = torch.as_tensor(field)  # (n_patches, n_frames, n_modes)
     signs = torch.as_tensor(rng.choice([-1.0, 1.0], size=(20, 3)))
     scrambled = torch.where(even, truth * signs[..., None], truth)

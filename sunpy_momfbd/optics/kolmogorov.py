@@ -193,11 +193,11 @@ def unresolved_transfer(frequency, n_modes, d_over_r0, obscuration=0.0):
     :math:`0.2944\,J^{-\sqrt{3}/2}(D/r_0)^{5/3}` rad² beyond J modes). On average over frames that
     remainder spreads light into a halo, the long-exposure transfer function
     :math:`T(
-ho) = \exp(-	frac12 D_{
-m res}(
-ho))` of its structure function, which is the
+    ho) = \exp(-	frac12 D_{
+    m res}(
+    ho))` of its structure function, which is the
     Kolmogorov one, :math:`6.88\,(
-ho/r_0)^{5/3}`, less the part the fitted modes carry (averaged
+    ho/r_0)^{5/3}`, less the part the fitted modes carry (averaged
     over the pupil and over directions).
 
     Parameters
@@ -248,7 +248,9 @@ def _unresolved_structure(n_modes, obscuration, npix=64):
     differences = 0
     for mode, value in zip(modes, variance, strict=True):
         squared = correlate(weight, weight * mode**2)
-        differences = differences + value * (squared + np.roll(squared[::-1, ::-1], 1, axis=(0, 1)) - 2 * correlate(weight * mode, weight * mode))
+        differences = differences + value * (
+            squared + np.roll(squared[::-1, ::-1], 1, axis=(0, 1)) - 2 * correlate(weight * mode, weight * mode)
+        )
     offset = np.fft.fftfreq(size, 1 / size)
     distance = np.hypot(offset[:, None], offset[None, :]) / npix  # in pupil diameters
     inside = overlap > 0.05 * overlap.max()
@@ -257,7 +259,9 @@ def _unresolved_structure(n_modes, obscuration, npix=64):
     centres = 0.5 * (bins[1:] + bins[:-1])
     index = np.digitize(distance[inside], bins) - 1
     keep = (index >= 0) & (index < len(centres))
-    profile = np.bincount(index[keep], fitted[inside][keep], len(centres)) / np.maximum(np.bincount(index[keep], minlength=len(centres)), 1)
+    profile = np.bincount(index[keep], fitted[inside][keep], len(centres)) / np.maximum(
+        np.bincount(index[keep], minlength=len(centres)), 1
+    )
     separation = np.concatenate([[0.0], centres])
     structure = _STRUCTURE_CONSTANT * separation ** (5 / 3) - np.concatenate([[0.0], profile])
     structure = np.clip(structure, 0, None)

@@ -287,7 +287,9 @@ class _PatchSpectra:
     def bands(self, fraction):
         """Per channel, the 0/1 mask of the metric's frequencies: above the lowest, below the cutoff fraction."""
         lowest = self.frequency >= LOWEST_FREQUENCY / self.size
-        return [((self.frequency <= fraction / s.sampling) & lowest).to(self.frequency.dtype) for s in self.problem.setups]
+        return [
+            ((self.frequency <= fraction / s.sampling) & lowest).to(self.frequency.dtype) for s in self.problem.setups
+        ]
 
     def _regulariser(self, object_id, gamma):
         r"""

@@ -93,7 +93,7 @@ class SolverSettings:
         Show a progress bar with the loss.
     """
 
-    mode_grid: tuple = "auto"
+    mode_grid: tuple | str = "auto"
     n_iterations: int = 60
     optimizer: str = "lbfgs"
     learning_rate: float = 0.05
@@ -270,7 +270,7 @@ def solve(burst, *, forward=None, settings=None, **options):
 
 def auto_mode_grid(shape, patch_size, padding):
     """
-    The default wavefront grid: points as far apart as the initialisation's patch centres.
+    Choose the default wavefront grid: points as far apart as the initialisation's patch centres.
 
     Parameters
     ----------
@@ -293,7 +293,9 @@ def auto_mode_grid(shape, patch_size, padding):
     ((9, 9), (1, 1))
     """
     grid, _ = patch_layout(shape, min(patch_size, *shape))
-    return tuple(1 if count == 1 else max(2, round((n + 2 * padding) * count / n)) for n, count in zip(shape, grid, strict=True))
+    return tuple(
+        1 if count == 1 else max(2, round((n + 2 * padding) * count / n)) for n, count in zip(shape, grid, strict=True)
+    )
 
 
 class _Problem:
@@ -403,7 +405,7 @@ class _Problem:
 
     def unresolved_transfer(self, channel):
         """
-        The average transfer function of the wavefront the fitted modes leave out, on the padded grid.
+        Return the average transfer function of the wavefront the fitted modes leave out (padded grid).
 
         None without a seeing estimate (``SolverSettings.d_over_r0``); else
         `~sunpy_momfbd.optics.unresolved_transfer` at the channel's wavelength, where the same
@@ -420,7 +422,7 @@ class _Problem:
         return self._unresolved[channel]
 
     def unresolved_blur(self, obj, channel):
-        """The object as seen through the unresolved part of the wavefront (unchanged without seeing)."""
+        """Blur an object by the unresolved part of the wavefront (unchanged without a seeing)."""
         transfer = self.unresolved_transfer(channel)
         if transfer is None:
             return obj
