@@ -66,7 +66,7 @@ full deconvolution the way torchmfbd recommends for comparisons.
 
 Usage::
 
-    python benchmarks/restore.py [--quick] [--output benchmarks/results/restore.json] [--methods ...]
+    python benchmarks/restore.py [--case full|quick|strong|isoplanatic] [--output FILE] [--methods ...]
 """
 
 import argparse
@@ -134,6 +134,9 @@ CASES = {
         "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
     },
 }
+# The solver issue's further cases: strong seeing, and an isoplanatic control.
+CASES["strong"] = {**CASES["full"], "d_over_r0": 20.0}
+CASES["isoplanatic"] = {**CASES["full"], "isoplanatic_patch": float("inf"), "true_mode_grid": 1}
 
 #: torchmfbd settings shared by every case (its documented example configuration for 44 KL modes,
 #: with the telescope, wavelength and pixel of this burst; cutoff chosen as described in the docs).
@@ -752,7 +755,13 @@ def targets(results):
 def main(argv=None):
     """Run the benchmark from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="the 128², 6-frame case only (a few minutes)")
+    parser.add_argument("--quick", action="store_true", help="the 128², 6-frame case (about a minute); --case quick")
+    parser.add_argument(
+        "--case",
+        choices=list(CASES),
+        default="full",
+        help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20) or isoplanatic (θ0 infinite)",
+    )
     parser.add_argument("--output", default=None, help="JSON file (default benchmarks/results/restore[_quick].json)")
     parser.add_argument(
         "--methods",
@@ -772,8 +781,8 @@ def main(argv=None):
         worker(args.worker, args.input, args.result, json.loads(args.options))
         return
 
-    name = "quick" if args.quick else "full"
-    default = Path(__file__).parent / "results" / ("restore_quick.json" if args.quick else "restore.json")
+    name = "quick" if args.quick else args.case
+    default = Path(__file__).parent / "results" / ("restore.json" if name == "full" else f"restore_{name}.json")
     output = Path(args.output) if args.output else default
     output.parent.mkdir(parents=True, exist_ok=True)
 

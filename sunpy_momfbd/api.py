@@ -83,8 +83,11 @@ def deconvolve(
     progress : bool, optional
         Show progress bars (default true).
     **solver_options
-        Further `~sunpy_momfbd.solver.SolverSettings` fields (``init_iterations``,
-        ``object_prior``, ``patch_size``, ``frame_batch``, ``dtype``, ``seed`` …).
+        Further `~sunpy_momfbd.solver.SolverSettings` fields (``d_over_r0``, ``patch_size``,
+        ``init_iterations``, ``object_prior``, ``frame_batch``, ``dtype``, ``seed`` …).
+        ``d_over_r0``, the seeing D/r0 at the first channel's wavelength, makes the restoration
+        also remove the average blur of the wavefront beyond the fitted modes (see the usage
+        guide, "Wavefront grid and seeing").
 
     Returns
     -------
