@@ -66,7 +66,7 @@ full deconvolution the way torchmfbd recommends for comparisons.
 
 Usage::
 
-    python benchmarks/restore.py [--case full|quick|strong|isoplanatic] [--output FILE] [--methods ...]
+    python benchmarks/restore.py [--case full|quick|strong|isoplanatic|diversity] [--output FILE] [--methods ...]
 """
 
 import argparse
@@ -91,8 +91,8 @@ from astropy.io import fits
 
 import sunpy_momfbd
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
-from sunpy_momfbd.optics import OpticalSetup, aperture, even_modes, kl_modes, psf
-from sunpy_momfbd.simulate import simulate_burst
+from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, even_modes, kl_modes, psf
+from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
 from sunpy_momfbd.solver.solve import _Problem, _StepwiseLBFGS
@@ -137,6 +137,8 @@ CASES = {
 # The solver issue's further cases: strong seeing, and an isoplanatic control.
 CASES["strong"] = {**CASES["full"], "d_over_r0": 20.0}
 CASES["isoplanatic"] = {**CASES["full"], "isoplanatic_patch": float("inf"), "true_mode_grid": 1}
+# Phase diversity: a second camera sees the same object through one wave (peak to valley) of defocus.
+CASES["diversity"] = {**CASES["full"], "diversity_waves": 1.0}
 
 #: torchmfbd settings shared by every case (its documented example configuration for 44 KL modes,
 #: with the telescope, wavelength and pixel of this burst; cutoff chosen as described in the docs).
@@ -198,10 +200,19 @@ def make_case(name, workdir):
         margin=margin,
         rng=case["seed"],
     )
+    extra_channels = {}
+    if "diversity_waves" in case:
+        known = defocus_coefficients(case["diversity_waves"], case["true_modes"])
+        defocused = simulate_frames(
+            scene, burst.scene_modes + known[:, None, None], setup, photons=case["photons"], rng=case["seed"] + 1
+        )
+        extra_channels["diversity_frames"] = defocused[:, margin:-margin, margin:-margin]
+        extra_channels["diversity_waves"] = case["diversity_waves"]
     simulation_time = time.perf_counter() - start
     path = Path(workdir) / f"{name}.npz"
     np.savez(
         path,
+        **extra_channels,
         frames=burst.frames,
         truth=burst.diffraction_limited,
         scene_modes=burst.scene_modes,
@@ -401,7 +412,7 @@ def run_momfbd(data, options, forward=None):
     model = None
     if forward == "emulator":
         model = EmulatorForward.from_pretrained("default", setup)
-    burst = Burst([Channel(data["frames"], setup)])
+    burst = Burst(_channels(data, setup))
     start = time.perf_counter()
     solution = solve(burst, forward=(lambda _: model) if model else None, progress=False, **options)
     elapsed = time.perf_counter() - start
@@ -422,6 +433,15 @@ def run_momfbd(data, options, forward=None):
     return {"restored": obj, "restored_diffraction": diffraction_blur(obj, data["sampling"]), "seconds": elapsed}, extra
 
 
+def _channels(data, setup):
+    """Build the burst's channels: the focused camera and, in the diversity case, the defocused one."""
+    channels = [Channel(data["frames"], setup)]
+    if "diversity_frames" in data:
+        known = defocus_coefficients(float(data["diversity_waves"]), setup.n_modes)
+        channels.append(Channel(data["diversity_frames"], setup, diversity=known))
+    return channels
+
+
 def run_oracle(data, options):
     """Minimise the solver's objective over the object alone, wavefronts fixed at the truth."""
     setup = OpticalSetup(sampling=float(data["sampling"]), n_modes=int(data["true_modes"]))
@@ -432,7 +452,7 @@ def run_oracle(data, options):
     tolerance = float(options.get("tolerance", 1e-6))
     start = time.perf_counter()
     settings = SolverSettings(mode_grid=tuple(modes.shape[-2:]), progress=False, device="cpu")
-    problem = _Problem(Burst([Channel(frames, setup)]), settings, PhysicalForward)
+    problem = _Problem(Burst(_channels(data, setup)), settings, PhysicalForward)
     if problem.padding != int(data["margin"]):
         msg = f"the solver pads by {problem.padding} px but the scene margin is {int(data['margin'])} px"
         raise RuntimeError(msg)
@@ -441,18 +461,17 @@ def run_oracle(data, options):
     estimate, precondition, prior = wiener_start(problem, modes, "object", settings.object_prior)
     obj = PreconditionedObject(estimate, precondition)
     crop = (slice(None), *problem.field)
-    data_frames = problem.frames[0]
-    weight = 1 / problem.noise[0][:, None, None]
-    n_data = data_frames.numel()
+    n_data = sum(f.numel() for f in problem.frames)
     n_pixels = np.prod(problem.padded_shape)
     optimiser = _StepwiseLBFGS([obj.variable])  # the solver's optimiser, so that times compare
 
     def closure():
         optimiser.zero_grad()
         estimate = obj()
-        model = problem.predict({"object": estimate}, modes, 0)[crop]
-        loss = (weight * (model - data_frames).square()).sum() / n_data
-        loss = loss + prior_penalty(estimate, prior) / (n_data * n_pixels)
+        loss = prior_penalty(estimate, prior) / (n_data * n_pixels)
+        for c, data_frames in enumerate(problem.frames):
+            model = problem.predict({"object": estimate}, modes, c)[crop]
+            loss = loss + ((model - data_frames).square() / problem.noise[c][:, None, None]).sum() / n_data
         loss.backward()
         return loss
 
@@ -678,6 +697,8 @@ def run_case(name, methods, workdir, border, log):
     cache.mkdir(exist_ok=True)
     for method in methods:
         reason = available(method)
+        if method == "torchmfbd" and "diversity_waves" in case:
+            reason = "this script does not configure torchmfbd's phase diversity yet"
         if reason:
             skipped[method] = reason
             log(f"[{name}] {method}: skipped ({reason})")
@@ -760,7 +781,8 @@ def main(argv=None):
         "--case",
         choices=list(CASES),
         default="full",
-        help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20) or isoplanatic (θ0 infinite)",
+        help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20), isoplanatic (θ0 infinite) "
+        "or diversity (plus a camera defocused by one wave)",
     )
     parser.add_argument("--output", default=None, help="JSON file (default benchmarks/results/restore[_quick].json)")
     parser.add_argument(
