@@ -115,6 +115,7 @@ CASES = {
         "photons": 2000.0,
         "true_mode_grid": 10,
         "true_modes": 100,
+        "oracle_ratio_target": 1.3,
         "seed": 2024,
         "momfbd": {},
         "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
@@ -129,16 +130,17 @@ CASES = {
         "photons": 2000.0,
         "true_mode_grid": 6,
         "true_modes": 100,
+        "oracle_ratio_target": 1.3,
         "seed": 2024,
         "momfbd": {},
         "torchmfbd": {"patch_size": 64, "stride": 32, "n_iterations": 100},
     },
 }
 # The solver issue's further cases: strong seeing, and an isoplanatic control.
-CASES["strong"] = {**CASES["full"], "d_over_r0": 20.0}
+CASES["strong"] = {**CASES["full"], "d_over_r0": 20.0, "oracle_ratio_target": 1.6}
 CASES["isoplanatic"] = {**CASES["full"], "isoplanatic_patch": float("inf"), "true_mode_grid": 1}
 # Phase diversity: a second camera sees the same object through one wave (peak to valley) of defocus.
-CASES["diversity"] = {**CASES["full"], "diversity_waves": 1.0}
+CASES["diversity"] = {**CASES["full"], "diversity_waves": 1.0, "oracle_ratio_target": 1.15}
 
 #: torchmfbd settings shared by every case (its documented example configuration for 44 KL modes,
 #: with the telescope, wavelength and pixel of this burst; cutoff chosen as described in the docs).
@@ -735,7 +737,7 @@ def run_case(name, methods, workdir, border, log):
         "evaluation": {"border": border, "seam_lines": lines},
         "results": results,
         "skipped": skipped,
-        "targets": targets(results),
+        "targets": targets(results, case["oracle_ratio_target"]),
     }
 
 
@@ -747,8 +749,8 @@ def best_error(entry):
     return min(errors)
 
 
-def targets(results):
-    """Decide the solver issue's targets (D/r0 = 10 case), each with the numbers behind it."""
+def targets(results, oracle_ratio_target):
+    """Decide the solver issue's targets for a case, each with the numbers behind it."""
     patchwise, oracle = results.get("torchmfbd"), results.get("oracle")
     verdict = {}
     for name in ("momfbd", "momfbd_seeing"):
@@ -757,7 +759,10 @@ def targets(results):
             continue
         if oracle:
             ratio = best_error(ours) / best_error(oracle)
-            verdict[f"{name}_within_1.3x_oracle"] = {"error_ratio": ratio, "met": ratio <= 1.3}
+            verdict[f"{name}_within_{oracle_ratio_target}x_oracle"] = {
+                "error_ratio": ratio,
+                "met": ratio <= oracle_ratio_target,
+            }
         if patchwise:
             ratio = best_error(ours) / best_error(patchwise)
             verdict[f"{name}_25pc_below_torchmfbd"] = {

@@ -192,12 +192,8 @@ def unresolved_transfer(frequency, n_modes, d_over_r0, obscuration=0.0):
     A fit of ``n_modes`` modes misses the rest of the turbulent phase (Noll: a variance of about
     :math:`0.2944\,J^{-\sqrt{3}/2}(D/r_0)^{5/3}` rad² beyond J modes). On average over frames that
     remainder spreads light into a halo, the long-exposure transfer function
-    :math:`T(
-    ho) = \exp(-	frac12 D_{
-    m res}(
-    ho))` of its structure function, which is the
-    Kolmogorov one, :math:`6.88\,(
-    ho/r_0)^{5/3}`, less the part the fitted modes carry (averaged
+    :math:`T(\rho) = \exp(-\tfrac12 D_{\rm res}(\rho))` of its structure function, which is the
+    Kolmogorov one, :math:`6.88\,(\rho/r_0)^{5/3}`, less the part the fitted modes carry (averaged
     over the pupil and over directions).
 
     Parameters
@@ -238,7 +234,7 @@ def _unresolved_structure(n_modes, obscuration, npix=64):
     """
     weight = aperture(npix, obscuration)
     modes = _kl_modes(n_modes, npix, obscuration, None)
-    variance = np.diag(kl_covariance(n_modes, obscuration))
+    variance = kl_variance(n_modes, obscuration)
     size = 2 * npix
 
     def correlate(a, b):
