@@ -47,8 +47,7 @@ TAPER = 0.25
 BAND = (0.6, 0.9)
 #: Iterations of the last stage, as a multiple of those of the intermediate stages.
 FINAL_STAGE_FACTOR = 5
-#: Seeing of the Kolmogorov prior when none is given: a weak prior for most solar seeing (fitted
-#: modes keep their own spread where it is larger, so AO-corrected and strong turbulence both fit).
+#: Seeing assumed by the Kolmogorov prior when none is given, raised where the fitted modes say more.
 DEFAULT_D_OVER_R0 = 10.0
 
 
@@ -138,7 +137,8 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
     coefficients = torch.zeros(data.n_patches, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
     # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
     coefficients[..., :2] = _tilt_from_motion(data.spectra[0], problem.setups[0]) / problem.scales[0]
-    seeing = problem.settings.d_over_r0 or DEFAULT_D_OVER_R0  # for the Kolmogorov prior
+    known = problem.settings.d_over_r0
+    seeing = known or DEFAULT_D_OVER_R0  # for the Kolmogorov prior
     fitted = 2
     progress = tqdm(stages, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
     for stage, active in enumerate(progress):
@@ -153,11 +153,42 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
             data, coefficients, active, prior, band, iterations * (FINAL_STAGE_FACTOR if last else 1)
         )
         fitted = active
+        # Never below the assumption: low orders may be AO-corrected, which says nothing of the rest.
+        if known is None:
+            seeing = max(seeing, _estimate_seeing(coefficients[..., :fitted], variance))
     coefficients = _zero_mean_tilt(coefficients, dim=1)
     if even_seed and not problem.diversities.abs().sum() > 0:
         parity = torch.as_tensor(even_modes(n_modes, problem.setups[0].obscuration), device=problem.device)
         coefficients = synchronise_twins(coefficients, data.grid, parity)
     return coefficients.permute(1, 2, 0).reshape(n_frames, n_modes, *data.grid)
+
+
+def _estimate_seeing(coefficients, variance):
+    r"""
+    D/r0 from the spread of fitted mode coefficients beyond tip-tilt.
+
+    Kolmogorov turbulence gives mode j the variance :math:`\sigma_j^2 (D/r_0)^{5/3}`. Adaptive
+    optics removes much of the low orders' share, so the estimate is the largest of the per-mode
+    estimates over the upper half of the fitted modes (the least corrected), not their mean.
+
+    Parameters
+    ----------
+    coefficients : `torch.Tensor`
+        Fitted coefficients, shape (..., n_fitted), radians.
+    variance : `torch.Tensor`
+        Kolmogorov variances at D/r0 = 1 of at least the fitted modes.
+
+    Returns
+    -------
+    float
+        The estimated D/r0 (`DEFAULT_D_OVER_R0` if only tip-tilt has been fitted).
+    """
+    fitted = coefficients.shape[-1]
+    if fitted <= 2:
+        return DEFAULT_D_OVER_R0
+    spread = coefficients.flatten(0, -2).square().mean(dim=0) / variance[:fitted]
+    upper = spread[2 + (fitted - 2) // 2 :]
+    return float(upper.max().clamp(min=1e-3) ** 0.6)
 
 
 def synchronise_twins(coefficients, grid, even):
