@@ -25,6 +25,9 @@ momfbd
 momfbd_seeing
     The same, told the seeing (``d_over_r0``, as an observer reads it from the AO system), so that
     the average blur of the wavefront beyond the 44 fitted modes is modelled and removed too.
+momfbd_alone
+    Two-object case only: each object restored from its own channel alone (default settings), the
+    reference of the multi-object gain.
 emulator
     The same with ``EmulatorForward.from_pretrained("default", setup)``; skipped (and recorded as
     skipped) when no pretrained weights are installed: random weights would mean nothing.
@@ -32,8 +35,9 @@ oracle
     The restoration with the true wavefronts: the solver's own objective (noise-weighted data
     misfit through the exact forward model that made the frames, plus the same power-law object
     prior) minimised over the object alone with L-BFGS from the solver's multi-frame Wiener start,
-    the wavefronts fixed to the simulation's true ``scene_modes``. The distance between the
-    solver and the oracle is the price of not knowing the wavefronts.
+    the wavefronts fixed to the simulation's true ``scene_modes`` and the PSFs as wide as the
+    simulation's (3 D/r0 λ/D, at least 24). The distance between the solver and the oracle is the
+    price of not knowing the wavefronts.
 torchmfbd
     torchmfbd's patch-wise MOMFBD (``Deconvolution`` on ``Patchify4D`` patches, the object
     eliminated in closed form, Adam on 44 KL modes with its linear mode annealing, stitched with
@@ -66,11 +70,18 @@ full deconvolution the way torchmfbd recommends for comparisons.
 
 Usage::
 
-    python benchmarks/restore.py [--case full|quick|strong|isoplanatic|diversity] [--output FILE] [--methods ...]
+    python benchmarks/restore.py [--case full|quick|strong|isoplanatic|diversity|two_objects] [--output FILE]
+                                 [--methods ...]
+
+Cases: ``full`` (256² × 12 frames, D/r0 10, θ0 60 px, 15-mode AO), ``quick`` (128² × 6), ``strong``
+(D/r0 20), ``isoplanatic`` (θ0 infinite), ``diversity`` (plus a camera defocused by one wave) and
+``two_objects`` (plus a narrow-band camera at 705.8 nm seeing a second object, SNR 30, scored as
+rows marked "(narrow)"; torchmfbd restores the wide band only).
 """
 
 import argparse
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -80,6 +91,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -87,6 +99,7 @@ import numpy as np
 import sunkit_image
 import torch
 
+import astropy.units as u
 from astropy.io import fits
 
 import sunpy_momfbd
@@ -98,7 +111,7 @@ from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wie
 from sunpy_momfbd.solver.solve import _Problem, _StepwiseLBFGS
 
 #: Run order: the two timed competitors back to back, so that they see the same machine load.
-METHODS = ("mean", "best", "momfbd", "torchmfbd", "momfbd_seeing", "emulator", "oracle")
+METHODS = ("mean", "best", "momfbd", "torchmfbd", "momfbd_seeing", "momfbd_alone", "emulator", "oracle")
 #: Native plate scale of the VBI image if its header lacks one (arcsec per pixel).
 VBI_PIXEL_SCALE = 0.0101236
 VBI_WAVELENGTH_NM = 450.4
@@ -141,6 +154,12 @@ CASES["strong"] = {**CASES["full"], "d_over_r0": 20.0, "oracle_ratio_target": 1.
 CASES["isoplanatic"] = {**CASES["full"], "isoplanatic_patch": float("inf"), "true_mode_grid": 1}
 # Phase diversity: a second camera sees the same object through one wave (peak to valley) of defocus.
 CASES["diversity"] = {**CASES["full"], "diversity_waves": 1.0, "oracle_ratio_target": 1.15}
+# Two objects, as MOMFBD is used at the SST: a noisier narrow-band object at a longer wavelength
+# (the same granulation at 0.6 of its contrast, SNR 30) behind the same wavefronts as the wide band.
+CASES["two_objects"] = {
+    **CASES["full"],
+    "second_object": {"wavelength_nm": 705.8, "photons": 900.0, "contrast": 0.6, "seed_offset": 2},
+}
 
 #: torchmfbd settings shared by every case (its documented example configuration for 44 KL modes,
 #: with the telescope, wavelength and pixel of this burst; cutoff chosen as described in the docs).
@@ -179,7 +198,14 @@ def make_case(name, workdir):
     sampling = (wavelength * 1e-9 / DKIST_DIAMETER_M) * 206264.806 / scale
     # The truth has wavefront power beyond the 44 modes the solvers fit (no "inverse crime").
     setup = OpticalSetup(sampling=sampling, n_modes=case["true_modes"])
-    margin = PhysicalForward(setup).psf_size // 2
+    # PSFs that hold the seeing halo at every wavelength; the scene reaches beyond the field by the widest.
+    second = case.get("second_object")
+    models = [PhysicalForward(setup, seeing=case["d_over_r0"])]
+    if second:
+        ratio = wavelength / second["wavelength_nm"]
+        narrow_setup = OpticalSetup(sampling=sampling / ratio, n_modes=case["true_modes"])
+        models.append(PhysicalForward(narrow_setup, seeing=case["d_over_r0"] * ratio ** (6 / 5)))
+    margin = max(model.psf_size // 2 for model in models)
     size = case["field"] + 2 * margin
     # The 300-pixel image is a little smaller than a 256-pixel field plus its margins: the missing
     # few pixels of sky beyond the image (outside the observed field) are its mirror image.
@@ -206,10 +232,28 @@ def make_case(name, workdir):
     if "diversity_waves" in case:
         known = defocus_coefficients(case["diversity_waves"], case["true_modes"])
         defocused = simulate_frames(
-            scene, burst.scene_modes + known[:, None, None], setup, photons=case["photons"], rng=case["seed"] + 1
+            scene,
+            burst.scene_modes + known[:, None, None],
+            setup,
+            photons=case["photons"],
+            rng=case["seed"] + 1,
+            model=models[0],
         )
         extra_channels["diversity_frames"] = defocused[:, margin:-margin, margin:-margin]
         extra_channels["diversity_waves"] = case["diversity_waves"]
+    if second:
+        crop = (slice(None), slice(margin, -margin), slice(margin, -margin))
+        narrow_scene = scene.mean() * (1 + second["contrast"] * (scene / scene.mean() - 1))
+        narrow = [
+            simulate_frames(narrow_scene, modes, narrow_setup, photons=photons, rng=rng, model=models[1])[crop]
+            for modes, photons, rng in (
+                (burst.scene_modes * ratio, second["photons"], case["seed"] + second["seed_offset"]),
+                (np.zeros((1, case["true_modes"], 1, 1)), None, None),
+            )
+        ]
+        extra_channels["narrow_frames"], extra_channels["narrow_truth"] = narrow[0], narrow[1][0]
+        extra_channels["narrow_sampling"] = sampling / ratio
+        extra_channels["narrow_wavelength_nm"] = second["wavelength_nm"]
     simulation_time = time.perf_counter() - start
     path = Path(workdir) / f"{name}.npz"
     np.savez(
@@ -220,6 +264,7 @@ def make_case(name, workdir):
         scene_modes=burst.scene_modes,
         modes=burst.modes,
         true_modes=case["true_modes"],
+        d_over_r0=case["d_over_r0"],
         sampling=sampling,
         margin=margin,
         pixel_scale=scale,
@@ -418,7 +463,6 @@ def run_momfbd(data, options, forward=None):
     start = time.perf_counter()
     solution = solve(burst, forward=(lambda _: model) if model else None, progress=False, **options)
     elapsed = time.perf_counter() - start
-    obj = solution.objects["object"]
     extra = {
         "timing": solution.timing,
         "iterations": solution.iterations,
@@ -432,16 +476,51 @@ def run_momfbd(data, options, forward=None):
     if model is not None:
         extra["emulator_certified"] = bool(model.is_certified(setup))
         extra["emulator_weights_sha256"] = getattr(model, "weights_sha256", None)
-    return {"restored": obj, "restored_diffraction": diffraction_blur(obj, data["sampling"]), "seconds": elapsed}, extra
+    return {**_products(solution.objects, data), "seconds": elapsed}, extra
+
+
+def run_momfbd_alone(data, options):
+    """Restore each object of a two-object burst from its own channel alone, with default settings."""
+    setup = OpticalSetup(sampling=float(data["sampling"]))
+    warm = _warm_optics(setup)
+    objects, seconds = {}, 0.0
+    for channel in _channels(data, setup):
+        start = time.perf_counter()
+        objects.update(solve(Burst([channel]), progress=False, **options).objects)
+        seconds += time.perf_counter() - start
+    return {**_products(objects, data), "seconds": seconds}, {"cache_warmup_seconds": warm}
+
+
+def _products(objects, data):
+    """Restored objects as returned and at the diffraction limit, named by object ("narrow_" prefix)."""
+    products = {}
+    for name, obj in objects.items():
+        prefix, sampling = ("", data["sampling"]) if name == "object" else ("narrow_", data["narrow_sampling"])
+        products[prefix + "restored"] = obj
+        products[prefix + "restored_diffraction"] = diffraction_blur(obj, sampling)
+    return products
 
 
 def _channels(data, setup):
-    """Build the burst's channels: the focused camera and, in the diversity case, the defocused one."""
-    channels = [Channel(data["frames"], setup)]
-    if "diversity_frames" in data:
-        known = defocus_coefficients(float(data["diversity_waves"]), setup.n_modes)
-        channels.append(Channel(data["diversity_frames"], setup, diversity=known))
-    return channels
+    """
+    Build the burst's channels.
+
+    The focused camera, and the defocused camera of the diversity case or the narrow-band camera
+    (object "narrow", at its own wavelength) of the two-object case.
+    """
+    if "narrow_frames" not in data:
+        channels = [Channel(data["frames"], setup)]
+        if "diversity_frames" in data:
+            known = defocus_coefficients(float(data["diversity_waves"]), setup.n_modes)
+            channels.append(Channel(data["diversity_frames"], setup, diversity=known))
+        return channels
+    wide = replace(setup, wavelength=float(data["wavelength_nm"]) * u.nm)
+    narrow = OpticalSetup(
+        sampling=float(data["narrow_sampling"]),
+        n_modes=setup.n_modes,
+        wavelength=float(data["narrow_wavelength_nm"]) * u.nm,
+    )
+    return [Channel(data["frames"], wide), Channel(data["narrow_frames"], narrow, object_id="narrow")]
 
 
 def run_oracle(data, options):
@@ -454,25 +533,28 @@ def run_oracle(data, options):
     tolerance = float(options.get("tolerance", 1e-6))
     start = time.perf_counter()
     settings = SolverSettings(mode_grid=tuple(modes.shape[-2:]), progress=False, device="cpu")
-    problem = _Problem(Burst(_channels(data, setup)), settings, PhysicalForward)
+    problem = _Problem(Burst(_channels(data, setup)), settings)
+    problem.use_forward(seeing=float(data["d_over_r0"]))  # the simulation's model
     if problem.padding != int(data["margin"]):
         msg = f"the solver pads by {problem.padding} px but the scene margin is {int(data['margin'])} px"
         raise RuntimeError(msg)
     scene_shape = tuple(n + 2 * problem.padding for n in frames.shape[-2:])
     modes = modes.to(problem.device, problem.dtype)
-    estimate, precondition, prior = wiener_start(problem, modes, "object", settings.object_prior)
-    obj = PreconditionedObject(estimate, precondition)
+    objects, priors = {}, {}
+    for name in problem.objects:
+        estimate, precondition, priors[name] = wiener_start(problem, modes, name, settings.object_prior)
+        objects[name] = PreconditionedObject(estimate, precondition)
     crop = (slice(None), *problem.field)
     n_data = sum(f.numel() for f in problem.frames)
     n_pixels = np.prod(problem.padded_shape)
-    optimiser = _StepwiseLBFGS([obj.variable])  # the solver's optimiser, so that times compare
+    optimiser = _StepwiseLBFGS([o.variable for o in objects.values()])  # the solver's optimiser: times compare
 
     def closure():
         optimiser.zero_grad()
-        estimate = obj()
-        loss = prior_penalty(estimate, prior) / (n_data * n_pixels)
+        estimates = {name: o() for name, o in objects.items()}
+        loss = sum(prior_penalty(estimates[name], priors[name]) for name in estimates) / (n_data * n_pixels)
         for c, data_frames in enumerate(problem.frames):
-            model = problem.predict({"object": estimate}, modes, c)[crop]
+            model = problem.predict(estimates, modes, c)[crop]
             loss = loss + ((model - data_frames).square() / problem.noise[c][:, None, None]).sum() / n_data
         loss.backward()
         return loss
@@ -483,7 +565,7 @@ def run_oracle(data, options):
         if len(history) > 5 and abs(history[-6] - history[-1]) <= tolerance * abs(history[-1]):
             break
     with torch.no_grad():
-        restored = obj()[problem.field].cpu().numpy()
+        restored = {name: o()[problem.field].cpu().numpy() for name, o in objects.items()}
     elapsed = time.perf_counter() - start
     extra = {
         "iterations": len(history),
@@ -492,8 +574,7 @@ def run_oracle(data, options):
         "true_mode_grid": list(modes.shape[-2:]),
         "cache_warmup_seconds": warm,
     }
-    restored_diffraction = diffraction_blur(restored, data["sampling"])
-    return {"restored": restored, "restored_diffraction": restored_diffraction, "seconds": elapsed}, extra
+    return {**_products(restored, data), "seconds": elapsed}, extra
 
 
 def run_torchmfbd(data, options):
@@ -604,6 +685,7 @@ def worker(method, input_path, output_path, options):
         "best": run_best,
         "momfbd": run_momfbd,
         "momfbd_seeing": run_momfbd,
+        "momfbd_alone": run_momfbd_alone,
         "emulator": lambda d, o: run_momfbd(d, o, forward="emulator"),
         "oracle": run_oracle,
         "torchmfbd": run_torchmfbd,
@@ -673,7 +755,7 @@ def available(method):
 
 def method_options(method, case):
     """Return the settings a method runs with in a case."""
-    if method in ("momfbd", "emulator"):
+    if method in ("momfbd", "momfbd_alone", "emulator"):
         return dict(case["momfbd"])
     if method == "momfbd_seeing":
         return {**case["momfbd"], "d_over_r0": case["d_over_r0"]}
@@ -690,7 +772,10 @@ def run_case(name, methods, workdir, border, log):
     path, info = make_case(name, workdir)
     log(f"[{name}] simulated {case['field']}² x {case['n_frames']} frames in {info['simulation_seconds']:.1f} s")
     data = np.load(path)
-    truth, sampling = data["truth"], float(data["sampling"])
+    # Per object scored: (prefix of its products and results, truth, sampling).
+    scored = [("", data["truth"], float(data["sampling"]))]
+    if "narrow_truth" in data:
+        scored.append(("narrow_", data["narrow_truth"], float(data["narrow_sampling"])))
     tm = case["torchmfbd"]
     lines = seam_lines(case["field"], tm["patch_size"], tm["stride"], TORCHMFBD_CONFIG["unpatchify"]["apodization"])
     results, skipped = {}, {}
@@ -701,6 +786,8 @@ def run_case(name, methods, workdir, border, log):
         reason = available(method)
         if method == "torchmfbd" and "diversity_waves" in case:
             reason = "this script does not configure torchmfbd's phase diversity yet"
+        if method == "momfbd_alone" and "second_object" not in case:
+            reason = "only the two-object case has objects to restore alone"
         if reason:
             skipped[method] = reason
             log(f"[{name}] {method}: skipped ({reason})")
@@ -719,11 +806,10 @@ def run_case(name, methods, workdir, border, log):
         report = json.loads(output.with_suffix(".json").read_text())
         arrays = np.load(output)
         entry = {"settings": options, **report, "process_wall_seconds": wall}
-        entry["quality"] = quality(arrays["restored"], truth, sampling, border, lines)
-        if "restored_diffraction" in arrays:
-            entry["quality_diffraction_blurred"] = quality(
-                arrays["restored_diffraction"], truth, sampling, border, lines
-            )
+        for prefix, truth, sampling in scored:
+            for product, key in (("restored", "quality"), ("restored_diffraction", "quality_diffraction_blurred")):
+                if prefix + product in arrays:
+                    entry[prefix + key] = quality(arrays[prefix + product], truth, sampling, border, lines)
         results[method] = entry
         q = entry["quality"]
         log(
@@ -741,12 +827,9 @@ def run_case(name, methods, workdir, border, log):
     }
 
 
-def best_error(entry):
-    """Return the lower error of a method's two scored products (as returned, or at the diffraction limit)."""
-    errors = [entry["quality"]["error"]]
-    if "quality_diffraction_blurred" in entry:
-        errors.append(entry["quality_diffraction_blurred"]["error"])
-    return min(errors)
+def best_error(entry, prefix=""):
+    """Return the lower error of a method's two scored products of an object (as returned, or at the diffraction limit)."""
+    return min(entry[k]["error"] for k in (prefix + "quality", prefix + "quality_diffraction_blurred") if k in entry)
 
 
 def targets(results, oracle_ratio_target):
@@ -775,6 +858,12 @@ def targets(results, oracle_ratio_target):
             verdict[f"{name}_even_mode_correlation"] = {"correlation": even, "met": even >= 0.8}
         seam = ours["quality"]["seam_score"]
         verdict[f"{name}_no_seams"] = {"seam_score": seam, "threshold": 1.1, "met": seam <= 1.1}
+    alone, joint = results.get("momfbd_alone"), results.get("momfbd")
+    if alone and joint and "narrow_quality" in joint:
+        ratio = best_error(joint, "narrow_") / best_error(alone, "narrow_")
+        verdict["momfbd_narrow_band_joint_below_0.8x_alone"] = {"error_ratio": ratio, "met": ratio <= 0.8}
+        ratio = best_error(joint) / best_error(alone)
+        verdict["momfbd_wide_band_joint_no_worse_than_alone"] = {"error_ratio": ratio, "met": ratio <= 1.0}
     return verdict
 
 
@@ -786,8 +875,8 @@ def main(argv=None):
         "--case",
         choices=list(CASES),
         default="full",
-        help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20), isoplanatic (θ0 infinite) "
-        "or diversity (plus a camera defocused by one wave)",
+        help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20), isoplanatic (θ0 infinite), "
+        "diversity (plus a camera defocused by one wave) or two_objects (plus a narrow-band object at 705.8 nm)",
     )
     parser.add_argument("--output", default=None, help="JSON file (default benchmarks/results/restore[_quick].json)")
     parser.add_argument(
@@ -837,14 +926,18 @@ def main(argv=None):
 
 def print_table(case, log):
     """Print a case's table and target verdicts."""
-    log(f"{'method':<28}{'time s':>9}{'peak MiB':>10}{'error':>8}{'corr':>7}{'contrast':>9}{'P(fc/2)':>9}{'seam':>6}")
+    log(f"{'method':<36}{'time s':>9}{'peak MiB':>10}{'error':>8}{'corr':>7}{'contrast':>9}{'P(fc/2)':>9}{'seam':>6}")
+    rows = [("", ""), ("narrow_", " (narrow)")]
     for method, entry in case["results"].items():
-        for label, key in ((method, "quality"), (method + " ⊛ diffraction", "quality_diffraction_blurred")):
+        for (prefix, name), (suffix, key) in itertools.product(
+            rows, (("", "quality"), (" ⊛ diffraction", "quality_diffraction_blurred"))
+        ):
+            label, key = method + name + suffix, prefix + key
             if key not in entry:
                 continue
             q = entry[key]
             log(
-                f"{label:<28}{entry['seconds']:>9.1f}{entry['peak_rss_mib']:>10.0f}{q['error']:>8.3f}"
+                f"{label:<36}{entry['seconds']:>9.1f}{entry['peak_rss_mib']:>10.0f}{q['error']:>8.3f}"
                 f"{q['correlation']:>7.3f}{q['contrast_ratio']:>9.2f}{q['power_ratio_half_cutoff']:>9.2f}"
                 f"{q['seam_score']:>6.2f}"
             )

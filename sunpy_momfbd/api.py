@@ -232,8 +232,8 @@ def _factory(setups, models):
 
 
 def _choose_forward(forward, setups, device):
-    """Return the ``forward(setup)`` factory for the solver and a record of the choice."""
-    from sunpy_momfbd.forward import ForwardModel, PhysicalForward  # noqa: PLC0415
+    """Return the ``forward(setup)`` factory for the solver (None: its physical default) and a record of the choice."""
+    from sunpy_momfbd.forward import ForwardModel  # noqa: PLC0415
 
     if isinstance(forward, ForwardModel):
         for setup in setups:
@@ -259,7 +259,7 @@ def _choose_forward(forward, setups, device):
             "weights_sha256": None,
         }
     if forward == "physical":
-        return PhysicalForward, _physical_info("requested (forward='physical')")
+        return None, _physical_info("requested (forward='physical')")
     if forward == "emulator":
         models = _load_emulators(setups)
         uncertified = [s for s, m in zip(setups, models, strict=True) if not m.is_certified(s)]
@@ -273,22 +273,20 @@ def _choose_forward(forward, setups, device):
         return _factory(setups, models), _emulator_info(models, "requested (forward='emulator')")
     resolved = _resolve_device(device)
     if resolved.type != "cuda":
-        return PhysicalForward, _physical_info(
-            f"auto: no CUDA GPU (device {resolved}); the emulator is used on GPUs only"
-        )
+        return None, _physical_info(f"auto: no CUDA GPU (device {resolved}); the emulator is used on GPUs only")
     try:
         models = _load_emulators(setups)
     except FileNotFoundError:
-        return PhysicalForward, _physical_info("auto: no emulator weights are installed")
+        return None, _physical_info("auto: no emulator weights are installed")
     except ValueError as err:
-        return PhysicalForward, _physical_info(f"auto: the emulator does not cover this set-up ({err})")
+        return None, _physical_info(f"auto: the emulator does not cover this set-up ({err})")
     for setup, model in zip(setups, models, strict=True):
         if not model.is_certified(setup):
             reason = (
                 f"auto: the emulator's model card does not certify sampling {setup.sampling:.3g}, "
                 f"obscuration {setup.obscuration:.3g}"
             )
-            return PhysicalForward, _physical_info(reason)
+            return None, _physical_info(reason)
     return _factory(setups, models), _emulator_info(models, f"auto: CUDA GPU ({resolved}) and certified set-up")
 
 

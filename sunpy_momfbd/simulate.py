@@ -328,8 +328,9 @@ def simulate_burst(
     mode_grid : int or tuple of int
         Grid of the true mode maps, (gy, gx).
     margin : int, optional
-        Scene pixels kept outside the observed field on each side, half the PSF size of
-        `~sunpy_momfbd.forward.PhysicalForward` by default, so the frames hold no border effects.
+        Scene pixels kept outside the observed field on each side, by default half the PSF size of
+        the `~sunpy_momfbd.forward.PhysicalForward` that simulates the frames (PSFs sized for the
+        seeing), so the frames hold no border effects.
     photons, read_noise : float, optional
         Detector noise, see `simulate_frames`.
     ao_modes, ao_residual, layers : optional
@@ -352,7 +353,7 @@ def simulate_burst(
     (27, (4, 74, 74), (4, 44, 4, 4))
     """
     scene = np.array(scene, dtype=float)
-    model = PhysicalForward(setup)
+    model = PhysicalForward(setup, seeing=d_over_r0)
     margin = model.psf_size // 2 if margin is None else int(margin)
     if scene.ndim != 2 or not np.all(np.isfinite(scene)) or min(scene.shape) <= 2 * margin:
         msg = f"scene must be a finite 2-D image larger than twice the margin ({margin}), got shape {scene.shape}"

@@ -149,6 +149,23 @@ def test_nodes_sit_on_the_mode_grid_and_their_weights_sum_to_one():
     assert model.psf_size == 48
 
 
+@pytest.mark.parametrize("d_over_r0", [12.0, 20.0])
+def test_psfs_sized_for_the_seeing_hold_a_seeing_limited_psf(d_over_r0):
+    setup = OpticalSetup(sampling=2.2)
+    default, sized = PhysicalForward(setup).psf_size, PhysicalForward(setup, seeing=d_over_r0).psf_size
+    large = 2 * int(np.ceil(64 * setup.sampling))  # 128 λ/D: the whole halo
+    kernels = psf(random_coefficients(16, d_over_r0, rng=1), setup, large)
+
+    def energy_within(size):
+        start = large // 2 - size // 2
+        return kernels[:, start : start + size, start : start + size].sum(axis=(-2, -1))
+
+    assert sized >= 2.5 * d_over_r0 * setup.sampling
+    assert energy_within(sized).min() > 0.98
+    assert energy_within(default).min() < 0.9  # the default 24 λ/D would wrap some of them
+    assert PhysicalForward(setup, seeing=4.0).psf_size == default  # never below the default
+
+
 @pytest.mark.parametrize(
     ("obj_shape", "modes_shape", "error", "match"),
     [
@@ -175,6 +192,8 @@ def test_non_finite_and_non_tensor_inputs_are_rejected():
         model(np.zeros((1, 16, 16)), modes)
     with pytest.raises(ValueError, match="node_spacing"):
         PhysicalForward(OpticalSetup(sampling=2.0), node_spacing=0)
+    with pytest.raises(ValueError, match="seeing must be a positive D/r0"):
+        PhysicalForward(OpticalSetup(sampling=2.0), seeing=-3.0)
 
 
 @pytest.mark.gpu

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
-from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, even_modes, kl_modes
+from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, even_modes, kl_modes, psf
 from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
 from sunpy_momfbd.solver.solve import _Problem, _refine
@@ -332,6 +332,23 @@ def test_small_field_on_a_mode_grid_initialises_from_one_patch(setup):
     )
     assert solution.modes.shape == (3, 44, 2, 2)
     assert np.all(np.isfinite(solution.objects["object"]))
+
+
+def test_psfs_grow_with_the_wavefronts_the_initialisation_finds(setup):
+    # Strong seeing without adaptive optics: some fitted wavefronts exceed what 24 λ/D PSFs hold.
+    margin = PhysicalForward(setup, seeing=16.0).psf_size // 2
+    burst = simulate_burst(power_law_scene(96 + 2 * margin, seed=3), setup, 8, 16.0, np.inf, 1, photons=2000, rng=3)
+    default = PhysicalForward(setup).psf_size // 2
+    sized = solve(Burst([Channel(burst.frames, setup)]), n_iterations=5, progress=False)
+    fixed = solve(Burst([Channel(burst.frames, setup)]), forward=PhysicalForward, n_iterations=5, progress=False)
+    assert fixed.padding == default
+    assert sized.padding > default
+    # The PSF of the widest fitted wavefront fits in the solver's PSFs (twice the padding).
+    widest = sized.modes[sized.d_over_r0.argmax()].mean(axis=(-2, -1))
+    large = 4 * sized.padding
+    kernel = psf(widest, setup, large)
+    inner = slice(large // 2 - sized.padding, large // 2 + sized.padding)
+    assert kernel[inner, inner].sum() > 0.97
 
 
 @pytest.fixture(scope="module")

@@ -74,11 +74,11 @@ def _scene():
     return data
 
 
-def _cut(size):
-    """Return the centred part of the scene that a ``size``-pixel field plus the PSF margin sees, and the margin."""
+def _cut(size, d_over_r0=None):
+    """Return the centred part of the scene that a ``size``-pixel field plus the PSF margin (at a seeing) sees, and the margin."""
     from sunpy_momfbd.forward import PhysicalForward  # noqa: PLC0415 - torch is heavy
 
-    margin = PhysicalForward(_setup()).psf_size // 2
+    margin = PhysicalForward(_setup(), seeing=d_over_r0).psf_size // 2
     scene = _scene()
     extent = size + 2 * margin
     if extent > min(scene.shape):
@@ -92,7 +92,7 @@ def _cut(size):
 def _simulate(size, n_frames, d_over_r0, isoplanatic_patch, seed):
     from sunpy_momfbd.simulate import simulate_burst  # noqa: PLC0415 - torch is heavy
 
-    cut, margin = _cut(size)
+    cut, margin = _cut(size, d_over_r0)
     burst = simulate_burst(
         cut,
         _setup(),

@@ -17,6 +17,11 @@ __all__ = ["PhysicalForward"]
 
 #: Default pupil size, in pixels, of the grid on which node PSFs are computed (sets the PSF size).
 DEFAULT_PUPIL_PIXELS = 24
+#: Field of view of the node PSFs per unit of D/r0, in λ/D, when sized for the seeing: a
+#: seeing-limited PSF is about D/r0 λ/D wide and its halo reaches about 1.5 times that each side.
+SEEING_FIELD = 3
+#: Largest field of view of PSFs sized for the seeing, in λ/D.
+MAX_SEEING_FIELD = 64
 #: Bounds of the default node spacing in pixels.
 MIN_NODE_SPACING, MAX_NODE_SPACING = 8, 64
 
@@ -50,7 +55,12 @@ class PhysicalForward(ForwardModel):
         single PSF.
     psf_size : int, optional
         Size of each node PSF in pixels (its field of view is ``psf_size / sampling`` λ/D). By
-        default the size that gives a 24-pixel pupil, ``2 * ceil(12 * sampling)``.
+        default the size that gives a 24-pixel pupil, ``2 * ceil(12 * sampling)``, or the size for
+        ``seeing``.
+    seeing : float, optional
+        D/r0 at the setup's wavelength that the wavefronts may reach; if given (and ``psf_size``
+        is not), the PSFs span ``3 D/r0`` λ/D so that a seeing-limited halo does not wrap around,
+        never less than the default and at most 64 λ/D.
 
     Examples
     --------
@@ -64,13 +74,21 @@ class PhysicalForward(ForwardModel):
     torch.Size([2, 64, 64])
     """
 
-    def __init__(self, setup, node_spacing=None, psf_size=None):
+    def __init__(self, setup, node_spacing=None, psf_size=None, seeing=None):
         super().__init__(setup)
         if node_spacing is not None and (int(node_spacing) != node_spacing or node_spacing < 1):
             msg = f"node_spacing must be a positive integer number of pixels, got {node_spacing!r}"
             raise ValueError(msg)
+        if seeing is not None and not (np.isfinite(seeing) and seeing > 0):
+            msg = f"seeing must be a positive D/r0, got {seeing!r}"
+            raise ValueError(msg)
         if psf_size is None:
-            psf_size = 2 * math.ceil(DEFAULT_PUPIL_PIXELS / 2 * setup.sampling)
+            field = (
+                DEFAULT_PUPIL_PIXELS
+                if seeing is None
+                else min(max(SEEING_FIELD * seeing, DEFAULT_PUPIL_PIXELS), MAX_SEEING_FIELD)
+            )
+            psf_size = 2 * math.ceil(field / 2 * setup.sampling)
         if int(psf_size) != psf_size or psf_size < 4:
             msg = f"psf_size must be an integer of at least 4 pixels, got {psf_size!r}"
             raise ValueError(msg)

@@ -224,7 +224,8 @@ def solve(burst, *, forward=None, settings=None, **options):
         The problem.
     forward : callable, optional
         ``forward(setup)`` returns the `~sunpy_momfbd.forward.ForwardModel` of a channel;
-        `~sunpy_momfbd.forward.PhysicalForward` by default.
+        `~sunpy_momfbd.forward.PhysicalForward` by default, its PSFs wide enough for the largest
+        wavefront the initialisation finds (``seeing``).
     settings : `SolverSettings`, optional
         Settings; keyword ``options`` override individual fields.
 
@@ -243,11 +244,7 @@ def solve(burst, *, forward=None, settings=None, **options):
         raise TypeError(msg)
     settings = SolverSettings(**{**(asdict(settings) if settings else {}), **options})
     torch.manual_seed(settings.seed)
-    problem = _Problem(burst, settings, forward or PhysicalForward)
-    if settings.mode_grid == "auto":
-        settings = problem.settings = replace(
-            settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
-        )
+    problem = _Problem(burst, settings, forward)
     timing = {}
 
     start = time.perf_counter()
@@ -255,6 +252,13 @@ def solve(burst, *, forward=None, settings=None, **options):
         patch_modes = patch_wavefronts(
             problem, settings.patch_size, settings.mode_steps, settings.init_iterations, settings.even_seed
         )
+        if forward is None:  # PSFs wide enough for the wavefronts found
+            problem.use_forward(seeing=float(_frame_seeing(patch_modes, problem.setups[0].obscuration).max()))
+    if settings.mode_grid == "auto":
+        settings = problem.settings = replace(
+            settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
+        )
+    if settings.init_iterations > 0:
         modes = to_mode_grid(patch_modes, problem.shape, settings.mode_grid, problem.padding)
     else:
         modes = torch.zeros(
@@ -298,28 +302,29 @@ def auto_mode_grid(shape, patch_size, padding):
     )
 
 
+def _frame_seeing(modes, obscuration):
+    """D/r0 of each frame's wavefront: its mean variance beyond tip-tilt over the field, in Kolmogorov units."""
+    power = modes[:, 2:].flatten(2).square().mean(dim=-1).sum(dim=1)
+    return (power / float(kl_variance(modes.shape[1], obscuration)[2:].sum())) ** 0.6
+
+
 class _Problem:
     """Data, optics and forward models of a burst prepared on the working device."""
 
-    def __init__(self, burst, settings, forward):
+    def __init__(self, burst, settings, forward=None):
         self.settings = settings
         self.device = _device(settings.device)
         self.dtype = settings.dtype
         self.burst = burst
         self.setups = [c.setup for c in burst.channels]
-        self.models = [forward(setup).to(self.device) for setup in self.setups]
-        for model in self.models:
-            if settings.checkpointing and hasattr(model, "checkpointing"):  # networks only
-                model.checkpointing = True
+        self.scales = burst.wavelength_scales()
+        self.use_forward(forward)
         self.frames = [f.to(self.device, self.dtype) for f in burst.frames]
         self.noise = [noise_variance(f, 1 / s.sampling) for f, s in zip(self.frames, self.setups, strict=True)]
-        self.scales = burst.wavelength_scales()
         self.diversities = burst.diversities().to(self.device, self.dtype)  # (n_channels, n_modes)
         self.offsets = torch.zeros_like(self.diversities)  # fitted corrections to the diversities
-        self._unresolved = {}
         self.objects = burst.objects
         self.n_frames, self.n_modes, self.shape = burst.n_frames, burst.n_modes, burst.shape
-        self.padding = max(_reach(model) for model in self.models)
         # (channel, mode) index of the fittable diversity corrections: tip, tilt and defocus of every
         # channel that sees an object already seen by an earlier channel; made on the device once.
         refinable = [c for c in range(len(self.setups)) if self.channels_of(burst.channels[c].object_id)[0] < c]
@@ -327,6 +332,28 @@ class _Problem:
         self._refinable_entries = tuple(
             torch.as_tensor(index, device=self.device) for index in np.ix_(refinable, [0, 1, defocus])
         )
+
+    def use_forward(self, forward=None, seeing=None):
+        """
+        Build every channel's forward model and the border the object is solved for.
+
+        ``forward(setup)`` makes a channel's model; by default a `~sunpy_momfbd.forward.PhysicalForward`
+        whose PSFs are wide enough for a seeing, D/r0 at the first channel's wavelength (scaled by
+        (λ_ref / λ)^(6/5) for the others).
+        """
+        if forward is None:
+            models = [
+                PhysicalForward(setup, seeing=None if seeing is None else seeing * scale ** (6 / 5))
+                for setup, scale in zip(self.setups, self.scales, strict=True)
+            ]
+        else:
+            models = [forward(setup) for setup in self.setups]
+        self.models = [model.to(self.device) for model in models]
+        for model in self.models:
+            if self.settings.checkpointing and hasattr(model, "checkpointing"):  # networks only
+                model.checkpointing = True
+        self.padding = max(_reach(model) for model in self.models)
+        self._unresolved = {}  # transfer functions on the padded grid
 
     def channels_of(self, object_id):
         return [i for i, c in enumerate(self.burst.channels) if c.object_id == object_id]
@@ -379,8 +406,7 @@ class _Problem:
         )
         # Seeing from the variance of the modes beyond tip-tilt (tip-tilt is anchored to zero mean),
         # weighted by their Kolmogorov variance so that the well-measured low orders dominate.
-        high = field_modes[:, 2:].square().mean(dim=(-2, -1)).sum(dim=1)
-        d_over_r0 = (high / float(kl_variance(self.n_modes)[2:].sum())) ** (3 / 5)
+        d_over_r0 = _frame_seeing(field_modes, self.setups[0].obscuration)
         return Solution(
             objects={k: o.detach()[crop].cpu().numpy() for k, o in objects.items()},
             modes=field_modes.detach().cpu().numpy(),
