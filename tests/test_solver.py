@@ -9,7 +9,8 @@ import torch
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
 from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, even_modes, kl_modes, psf
 from sunpy_momfbd.simulate import simulate_burst, simulate_frames
-from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
+from sunpy_momfbd.solver import Burst, Channel, SolverSettings, initialise, solve
+from sunpy_momfbd.solver.initialise import patch_wavefronts
 from sunpy_momfbd.solver.solve import _Problem, _refine
 
 FAST = {"n_iterations": 40, "progress": False}
@@ -97,6 +98,7 @@ def test_solution_reports_what_it_did(isoplanatic_solution):
     assert solution.iterations == len(solution.loss_history)
     assert set(solution.timing) == {"initialisation", "refinement"}
     assert solution.device == "cpu"
+    assert solution.settings["frame_batch"] >= 8  # "auto": a 64² field's frames are evaluated together
     # The fitted seeing is of the order of the simulated D/r0 = 6.
     assert np.median(solution.d_over_r0) == pytest.approx(6, rel=0.5)
     # The less reliable border is half the seeing-limited PSF: about D/r0 / 2 × 2.2 pixels.
@@ -177,8 +179,20 @@ def test_frame_batches_accumulate_the_same_gradient(isoplanatic, setup):
     options = {"n_iterations": 3, "init_iterations": 5, "progress": False, "dtype": torch.float64}
     whole = solve(burst, **options)
     batched = solve(burst, frame_batch=3, **options)
+    assert whole.settings["frame_batch"] >= 8
+    assert batched.settings["frame_batch"] == 3
     np.testing.assert_allclose(batched.loss_history, whole.loss_history, rtol=1e-8)
     np.testing.assert_allclose(batched.objects["object"], whole.objects["object"], rtol=1e-6)
+
+
+def test_patch_chunks_accumulate_the_same_fit(setup, monkeypatch):
+    burst = simulate_burst(power_law_scene(96 + 54, seed=4), setup, 4, 5.0, 40.0, 3, photons=2000, rng=4, margin=27)
+    problem = _Problem(Burst([Channel(burst.frames, setup)]), SolverSettings(dtype=torch.float64, progress=False))
+    whole = patch_wavefronts(problem, 48, iterations=4)
+    monkeypatch.setattr(initialise, "CHUNK_PIXELS", 1)  # one patch at a time
+    assert len(initialise._PatchSpectra(problem, 48, None).chunks()) == 9
+    chunked = patch_wavefronts(problem, 48, iterations=4)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-9)
 
 
 def test_solver_is_reproducible(isoplanatic, setup):
@@ -291,6 +305,9 @@ class TestBadProblems:
             SolverSettings(mode_grid=(0, 2))
         with pytest.raises(ValueError, match="optimizer"):
             SolverSettings(optimizer="sgd")
+        for batch in (0, 2.5, "all"):
+            with pytest.raises(ValueError, match="frame_batch"):
+                SolverSettings(frame_batch=batch)
 
     def test_solve_needs_a_burst(self):
         with pytest.raises(TypeError, match="Burst"):

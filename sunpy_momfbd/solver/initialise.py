@@ -49,6 +49,10 @@ BAND = (0.6, 0.9)
 FINAL_STAGE_FACTOR = 5
 #: Seeing assumed by the Kolmogorov prior when none is given, raised where the fitted modes say more.
 DEFAULT_D_OVER_R0 = 10.0
+#: Patch-frame pixels per chunk of the metric: larger fields are evaluated a chunk of patches at a
+#: time (the metric is a sum over patches), so that time and memory per patch stay those of a
+#: small field instead of growing with the working set.
+CHUNK_PIXELS = 2**21
 
 
 def radial_stages(n_modes):
@@ -284,6 +288,12 @@ class _PatchSpectra:
     def n_patches(self):
         return self.spectra[0].shape[1]
 
+    def chunks(self):
+        """Slices of patches small enough to evaluate together (`CHUNK_PIXELS`)."""
+        images = sum(spectra.shape[0] for spectra in self.spectra) * self.size**2
+        step = max(1, CHUNK_PIXELS // images)
+        return [slice(i, min(i + step, self.n_patches)) for i in range(0, self.n_patches, step)]
+
     def bands(self, fraction):
         """Per channel, the 0/1 mask of the metric's frequencies: above the lowest, below the cutoff fraction."""
         lowest = self.frequency >= LOWEST_FREQUENCY / self.size
@@ -302,7 +312,7 @@ class _PatchSpectra:
         channels = self.problem.channels_of(object_id)
         weight = torch.stack([self.weights[c].mean() for c in channels]).mean()
         if gamma is not None:
-            return gamma * weight
+            return (gamma * weight).expand(self.n_patches, 1, 1)
         # Signal-to-noise power per frequency, ≈ w P_O(f) where short-exposure transfer is near one.
         power = sum((self.weights[c] * self.spectra[c].abs().square()).mean(dim=0) for c in channels) / len(channels)
         cutoff = min(1 / self.problem.setups[c].sampling for c in channels)
@@ -310,16 +320,20 @@ class _PatchSpectra:
         amplitude = (power * self.frequency.square())[..., low].median(dim=-1).values  # (n_patches,)
         return weight * self.frequency.square().clamp(min=1 / self.size**2) / amplitude[:, None, None]
 
-    def metric(self, coefficients, bands):
-        """Object-free misfit (half χ²) summed over objects, patches, frames and frequencies in the bands."""
+    def metric(self, coefficients, bands, patches=slice(None)):
+        """
+        Object-free misfit (half χ²) summed over objects, patches, frames and frequencies in the bands.
+
+        ``coefficients`` are those of the ``patches`` (a slice of them), shape (n, n_frames, n_modes).
+        """
         problem = self.problem
         total = 0
         for object_id in problem.objects:
-            numerator, denominator, energy = 0, self.gamma[object_id], 0
+            numerator, denominator, energy = 0, self.gamma[object_id][patches], 0
             for c in problem.channels_of(object_id):
                 modes = coefficients * problem.scales[c] + problem.diversities[c]
                 transfer = otf(modes.transpose(0, 1), problem.setups[c], self.size) * bands[c]  # (F, n, P, P//2+1)
-                data = self.spectra[c]
+                data = self.spectra[c][:, patches]
                 numerator = numerator + (data * transfer.conj() * self.weights[c]).sum(dim=0)
                 denominator = denominator + (transfer.abs().square() * self.weights[c]).sum(dim=0)
                 energy = energy + (data.abs().square() * self.weights[c] * bands[c]).sum(dim=0)
@@ -355,11 +369,14 @@ def _fit(data, coefficients, active, prior, bands, iterations):
 
     def closure():
         optimiser.zero_grad()
-        full = _zero_mean_tilt(torch.cat([free, rest], dim=-1), dim=1)
-        loss = data.metric(full, bands) + 0.5 * (free.square() / prior[:active]).sum()
-        loss = loss / scale
-        loss.backward()
-        return loss
+        total = 0
+        for patches in data.chunks():  # gradients accumulate over chunks of patches
+            full = _zero_mean_tilt(torch.cat([free[patches], rest[patches]], dim=-1), dim=1)
+            loss = data.metric(full, bands, patches) + 0.5 * (free[patches].square() / prior[:active]).sum()
+            loss = loss / scale
+            loss.backward()
+            total = total + loss.detach()
+        return total
 
     optimiser.step(closure)
     return free.detach()

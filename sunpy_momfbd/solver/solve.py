@@ -22,6 +22,8 @@ __all__ = ["Solution", "SolverSettings", "auto_mode_grid", "solve"]
 
 #: Fresh starts of L-BFGS's curvature history allowed when the loss stalls, before stopping.
 MAX_LBFGS_RESTARTS = 3
+#: Padded-field pixels, summed over channels, of the frames evaluated together by ``frame_batch="auto"``.
+BATCH_PIXELS = 2**22
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,10 @@ class SolverSettings:
     smoothness : float
         Weight of the mode maps' spatial smoothness (squared differences between neighbouring grid
         points, in units of each mode's Kolmogorov variance).
-    frame_batch : int or None
-        Frames per batch for gradient accumulation (None: all at once). Bounds memory.
+    frame_batch : "auto" or int or None
+        Frames per batch for gradient accumulation, which bounds memory; None: all at once.
+        "auto" (default) batches so that a batch holds at most about 4 million padded-field
+        pixels over all channels (all frames at once up to about a 512² field).
     device : str
         "auto" (CUDA, then MPS, then CPU), or a torch device name.
     mixed_precision : bool
@@ -107,7 +111,7 @@ class SolverSettings:
     refine_wavefronts: bool = True
     d_over_r0: float | None = None
     even_seed: float = 0.0
-    frame_batch: int | None = None
+    frame_batch: int | str | None = "auto"
     device: str = "auto"
     mixed_precision: bool = False
     checkpointing: bool = False
@@ -130,6 +134,12 @@ class SolverSettings:
             raise ValueError(msg)
         if not (np.isfinite(self.even_seed) and self.even_seed >= 0):
             msg = f"even_seed must be a non-negative fraction of the prior's standard deviation, got {self.even_seed!r}"
+            raise ValueError(msg)
+        batch = self.frame_batch
+        if not (
+            batch is None or batch == "auto" or (not isinstance(batch, str) and int(batch) == batch and batch >= 1)
+        ):
+            msg = f"frame_batch must be 'auto', None or a positive integer, got {batch!r}"
             raise ValueError(msg)
         if int(self.n_iterations) != self.n_iterations or self.n_iterations < 0:
             msg = f"n_iterations must be a non-negative integer, got {self.n_iterations!r}"
@@ -258,6 +268,9 @@ def solve(burst, *, forward=None, settings=None, **options):
         settings = problem.settings = replace(
             settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
         )
+    if settings.frame_batch == "auto":
+        pixels = math.prod(problem.padded_shape) * len(problem.frames)
+        settings = problem.settings = replace(settings, frame_batch=max(1, BATCH_PIXELS // pixels))
     if settings.init_iterations > 0:
         modes = to_mode_grid(patch_modes, problem.shape, settings.mode_grid, problem.padding)
     else:
@@ -355,6 +368,12 @@ class _Problem:
         self.padding = max(_reach(model) for model in self.models)
         self._unresolved = {}  # transfer functions on the padded grid
 
+    def batches(self):
+        """Slices of frames evaluated together (``SolverSettings.frame_batch``)."""
+        batch = self.settings.frame_batch
+        batch = self.n_frames if batch in (None, "auto") else int(batch)
+        return [slice(i, min(i + batch, self.n_frames)) for i in range(0, self.n_frames, batch)]
+
     def channels_of(self, object_id):
         return [i for i, c in enumerate(self.burst.channels) if c.object_id == object_id]
 
@@ -395,7 +414,10 @@ class _Problem:
         crop = self.field
         with torch.no_grad():
             model_frames = [
-                self.predict(objects, modes, c)[(slice(None), *crop)].cpu().numpy() for c in range(len(self.frames))
+                torch.cat([self.predict(objects, modes, c, frames)[(slice(None), *crop)] for frames in self.batches()])
+                .cpu()
+                .numpy()
+                for c in range(len(self.frames))
             ]
         field_modes = resample_modes(
             self.channel_modes(modes, 0) - (self.diversities[0] + self.offsets[0])[:, None, None],
@@ -478,7 +500,7 @@ def _refine(problem, modes):
     variance = torch.tensor(kl_variance(problem.n_modes), device=problem.device, dtype=problem.dtype)
     n_data = sum(f.numel() for f in problem.frames)
     n_pixels = math.prod(problem.padded_shape)
-    batches = _batches(problem.n_frames, settings.frame_batch)
+    batches = problem.batches()
 
     def closure():
         optimiser.zero_grad()
@@ -583,11 +605,6 @@ def _reach(model):
     """Half the support of a forward model's PSFs: the border the object is solved for."""
     size = getattr(model, "psf_size", None)
     return int(size // 2) if size else int(getattr(model, "receptive_radius", 16))
-
-
-def _batches(n_frames, batch):
-    batch = n_frames if batch is None else max(1, int(batch))
-    return [slice(i, min(i + batch, n_frames)) for i in range(0, n_frames, batch)]
 
 
 def _device(name):
