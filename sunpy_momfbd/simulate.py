@@ -40,6 +40,9 @@ _PUPIL_PIXELS = 32
 #: Kolmogorov tip-tilt variance to a few per cent (the FFT method alone misses most of it).
 _MIN_SCREEN_DIAMETERS = 8
 _SUBHARMONIC_LEVELS = 6
+#: Object pixels blurred per call of the forward model: frames are simulated in batches of this
+#: many pixels, so that memory stays bounded on large fields.
+BATCH_PIXELS = 2**20
 
 
 @dataclass(frozen=True)
@@ -282,9 +285,15 @@ def simulate_frames(obj, modes, setup, *, photons=None, read_noise=0.0, rng=None
         raise ValueError(msg)
     model = PhysicalForward(setup) if model is None else model
     device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
-    objects = torch.from_numpy(obj).to(device).expand(modes.shape[0], *obj.shape)
+    image = torch.from_numpy(obj).to(device)
+    step = max(1, BATCH_PIXELS // obj.size)  # frames per call: memory stays bounded on large fields
     with torch.no_grad():
-        frames = model(objects, torch.from_numpy(modes).to(device)).cpu().numpy()
+        frames = np.concatenate(
+            [
+                model(image.expand(len(batch), *obj.shape), torch.from_numpy(batch).to(device)).cpu().numpy()
+                for batch in (modes[i : i + step] for i in range(0, len(modes), step))
+            ]
+        )
     if photons is None:
         return frames
     rng = np.random.default_rng(rng)

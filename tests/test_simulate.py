@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from sunpy_momfbd import simulate
 from sunpy_momfbd.optics import OpticalSetup, kl_variance
 from sunpy_momfbd.simulate import phase_screen, simulate_burst, simulate_frames, turbulent_modes
 
@@ -97,6 +98,14 @@ def test_field_modes_are_the_scene_wavefronts_seen_on_the_field_grid(scene):
     position = torch.tensor([27 + 74 / 6 - 0.5], dtype=torch.float64)
     expected = interpolate_modes(torch.from_numpy(burst.scene_modes), position, position, scene.shape)
     np.testing.assert_allclose(burst.modes[:, :, :1, :1], expected.numpy(), atol=1e-12)
+
+
+def test_frames_simulated_in_batches_equal_one_call(scene, monkeypatch):
+    setup = OpticalSetup(sampling=2.2)
+    modes = turbulent_modes(5, 44, scene.shape, 6.0, 40.0, 3, rng=2)
+    whole = simulate_frames(scene, modes, setup)
+    monkeypatch.setattr(simulate, "BATCH_PIXELS", scene.size * 2)  # two frames per call
+    np.testing.assert_allclose(simulate_frames(scene, modes, setup), whole, rtol=1e-12, atol=1e-12)
 
 
 def test_photon_and_read_noise_have_the_expected_variance(scene):

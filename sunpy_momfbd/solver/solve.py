@@ -262,8 +262,9 @@ def solve(burst, *, forward=None, settings=None, **options):
         patch_modes = patch_wavefronts(
             problem, settings.patch_size, settings.mode_steps, settings.init_iterations, settings.even_seed
         )
-        if forward is None:  # PSFs wide enough for the wavefronts found
-            problem.use_forward(seeing=float(_frame_seeing(patch_modes, problem.setups[0].obscuration).max()))
+        seeing = float(_frame_seeing(patch_modes, problem.setups[0].obscuration).max())
+        if forward is None and seeing > 0:  # PSFs wide enough for the wavefronts found (NaN: tip-tilt only)
+            problem.use_forward(seeing=seeing)
     if settings.mode_grid == "auto":
         settings = problem.settings = replace(
             settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
