@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_session.sh --dry-run [OUTPUT_DIR]  # the same steps, tiny, on a CPU (a minute or two)
 #
 # OUTPUT_DIR defaults to $OUT (the device machine's return folder) or ./gpu-session. Each step's
-# log is kept; a failing step is recorded in summary.txt and the next one still runs.
+# log is kept; a failing step is recorded in summary.txt and the next one still runs. Each step has
+# a time limit (exit 124 when it was reached), so that the whole session stays within 10 minutes.
 set -u
 dry=0
 if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
@@ -17,10 +18,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 summary="$out/summary.txt"
 : > "$summary"
 
-step() {  # step NAME COMMAND...: run it, log it, record its exit status and duration
-    local name="$1"; shift
+step() {  # step NAME SECONDS COMMAND...: run it (killed after SECONDS), log it, record its exit status and duration
+    local name="$1" limit="$2"; shift 2
     local start=$SECONDS
-    "$@" > "$out/$name.log" 2>&1
+    timeout "$limit" "$@" > "$out/$name.log" 2>&1
     local status=$?
     echo "$name: exit $status, $((SECONDS - start)) s" | tee -a "$summary"
 }
@@ -28,14 +29,14 @@ step() {  # step NAME COMMAND...: run it, log it, record its exit status and dur
 if [ $dry = 1 ]; then
     sizes=(64 96); iterations=1; restore=(--quick --methods mean momfbd); epochs=1; steps=2; minutes=1
 else
-    sizes=(256 512 1024 2048); iterations=10; restore=(--quick --methods mean momfbd torchmfbd emulator oracle)
-    epochs=20; steps=100; minutes=3
+    sizes=(256 512 1024); iterations=10; restore=(--quick --methods mean momfbd torchmfbd emulator oracle)
+    epochs=20; steps=100; minutes=2
 fi
 
-step device python -c "import torch, sunpy_momfbd; print(torch.__version__, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA', sunpy_momfbd.__version__)"
-step gpu_tests python -m pytest -q -p no:cacheprovider -p no:benchmark -m gpu "$here/../tests"
-step restore python "$here/restore.py" "${restore[@]}" --output "$out/restore_quick.json"
-step scale python "$here/scale.py" --sizes "${sizes[@]}" --iterations $iterations --output "$out/scale.json"
+step device 30 python -c "import torch, sunpy_momfbd; print(torch.__version__, torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA', sunpy_momfbd.__version__)"
+step gpu_tests 60 python -m pytest -q -p no:cacheprovider -p no:benchmark -m gpu "$here/../tests"
+step restore 120 python "$here/restore.py" "${restore[@]}" --output "$out/restore_quick.json"
+step scale 150 python "$here/scale.py" --sizes "${sizes[@]}" --iterations $iterations --output "$out/scale.json"
 
 cat > "$out/train.toml" <<EOF
 [optim]
@@ -47,8 +48,8 @@ max_minutes = $minutes
 output = "$out/emulator-training"
 resume = false
 EOF
-step train sunpy-momfbd train --config "$out/train.toml" --no-progress
-step emulator_accuracy python "$here/emulator_accuracy.py" --emulator "$out/emulator-training/emulator" \
+step train 150 sunpy-momfbd train --config "$out/train.toml" --no-progress
+step emulator_accuracy 60 python "$here/emulator_accuracy.py" --emulator "$out/emulator-training/emulator" \
     --n $([ $dry = 1 ] && echo 4 || echo 96) --sizes $([ $dry = 1 ] && echo 64 || echo "256 512 1024") \
     --output "$out/emulator_accuracy.json"
 echo "results in $out"
