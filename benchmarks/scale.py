@@ -26,25 +26,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from restore import _peak_rss_mib, machine_info, vbi_image
+from restore import CASES, DKIST_DIAMETER_M, _peak_rss_mib, machine_info, vbi_image
 
 from sunpy_momfbd.forward import PhysicalForward
 from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.simulate import simulate_burst
 from sunpy_momfbd.solver import Burst, Channel, solve
 
-#: The burst of every size (``restore.py``'s full case, with the truth fitted by 44 modes).
-BURST = {
-    "n_frames": 12,
-    "d_over_r0": 10.0,
-    "isoplanatic_patch": 60.0,
-    "ao_modes": 15,
-    "ao_residual": 0.1,
-    "photons": 2000.0,
-    "grid_spacing": 32,
-    "seed": 2024,
-}
-DKIST_DIAMETER_M = 4.0
+#: The burst of every size: ``restore.py``'s full case (the truth fitted by 44 modes), true
+#: wavefronts on a grid ``grid_spacing`` pixels apart.
+SHARED = ("n_frames", "d_over_r0", "isoplanatic_patch", "ao_modes", "ao_residual", "photons", "seed")
+BURST = {**{key: CASES["full"][key] for key in SHARED}, "grid_spacing": 32}
 
 
 def make_burst(size, path):
