@@ -34,6 +34,11 @@ class Channel:
         (e.g. `~sunpy_momfbd.optics.defocus_coefficients` for a phase-diversity camera).
     weight : float, optional
         Relative weight of this channel in the data misfit, 1 by default.
+    weights : array_like, optional
+        Relative weight of every pixel in the data misfit, shape (n_frames, H, W), finite and
+        non-negative (0: the pixel is ignored, e.g. masked; its frame value must still be finite).
+        None (default): all pixels weigh 1. They multiply the frame's inverse noise variance, which
+        the solver estimates, so their scale within a frame does not matter.
     """
 
     frames: object
@@ -41,6 +46,7 @@ class Channel:
     object_id: str = "object"
     diversity: object = None
     weight: float = 1.0
+    weights: object = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,24 @@ def _as_frames(channel, index):
     if not (np.isfinite(channel.weight) and channel.weight > 0):
         msg = f"channel {index}: weight must be positive, got {channel.weight}"
         raise ValueError(msg)
+    _check_weights(channel, index, tuple(frames.shape))
     return frames
+
+
+def _check_weights(channel, index, shape):
+    if channel.weights is None:
+        return
+    weights = np.asarray(channel.weights, dtype=float)
+    if weights.shape != shape or not np.all(np.isfinite(weights) & (weights >= 0)):
+        msg = (
+            f"channel {index} ({channel.object_id}): weights must be finite and non-negative with the frames' "
+            f"shape {shape}, got shape {weights.shape}"
+        )
+        raise ValueError(msg)
+    empty = np.flatnonzero(~weights.reshape(shape[0], -1).any(axis=1))
+    if empty.size:
+        msg = f"channel {index} ({channel.object_id}): frames {empty.tolist()} have zero weight everywhere"
+        raise ValueError(msg)
 
 
 def _check_diversity(channel, index):

@@ -17,6 +17,7 @@ from sunpy_momfbd.solver.fourier import noise_variance, radial_frequency
 from sunpy_momfbd.solver.initialise import patch_layout, patch_wavefronts, to_mode_grid
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
 from sunpy_momfbd.solver.problem import Burst
+from sunpy_momfbd.solver.settings import SolverSettings, check_loss, check_problem
 
 __all__ = ["Solution", "SolverSettings", "auto_mode_grid", "solve"]
 
@@ -24,126 +25,6 @@ __all__ = ["Solution", "SolverSettings", "auto_mode_grid", "solve"]
 MAX_LBFGS_RESTARTS = 3
 #: Padded-field pixels, summed over channels, of the frames evaluated together by ``frame_batch="auto"``.
 BATCH_PIXELS = 2**22
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """
-    Settings of `solve`, with documented defaults.
-
-    Parameters
-    ----------
-    mode_grid : "auto" or int or tuple of int
-        (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic. "auto"
-        (default) places grid points as far apart as the centres of the initialisation's patches
-        (about half ``patch_size``), which is as fine as the patches can tell wavefronts apart;
-        a field about one patch wide gets (1, 1). `Solution.settings` records the grid used.
-    n_iterations : int
-        Iteration cap of the joint refinement (L-BFGS iterations or Adam steps).
-    optimizer : {"lbfgs", "adam"}
-        Optimiser of the joint refinement. L-BFGS (default) copes with the ill-conditioning of
-        deconvolution; Adam runs with a cosine learning-rate schedule.
-    learning_rate : float
-        Adam's learning rate for the modes in radians (the object's is scaled to its intensity).
-    tolerance : float
-        Stop when the relative loss change over 5 iterations falls below this.
-    patch_size : int
-        Side of the isoplanatic patches of the initialisation (pixels).
-    init_iterations : int
-        L-BFGS iterations of each intermediate mode stage of the initialisation; the last stage runs
-        up to five times as many (0 skips the initialisation: modes start at zero).
-    fit_diversity : bool
-        Also fit a differential tip, tilt and defocus of every channel that sees the same object as
-        an earlier channel (camera misalignment, an inexact diversity), in radians at its wavelength.
-    object_prior : float
-        Strength of the objects' power-law prior (a 1/f² spectrum fitted to the data at low
-        frequencies), which keeps noise out of frequencies the data hardly constrain; 1 by default.
-    mode_steps : tuple or None
-        Mode counts fitted in successive initialisation stages (None in it means all); by default
-        one stage per radial order (5, 9, 14, 20, 27, 35, 44 for 44 modes), after the tip-tilt
-        found from the image motion.
-    refine_wavefronts : bool
-        Refine the mode maps together with the objects over the whole field (default); if false,
-        only the objects are solved for, with the initialisation's wavefronts.
-    d_over_r0 : float or None
-        Seeing, D/r0 at the first channel's wavelength, that the wavefront beyond the fitted modes
-        follows (the atmosphere's, where adaptive optics corrects fewer modes than are fitted). If
-        given, every model frame includes the average blur of that unresolved wavefront
-        (`~sunpy_momfbd.optics.unresolved_transfer`), so that the restoration also removes it, and
-        the initialisation's Kolmogorov prior uses it. None (default): neither.
-    even_seed : float
-        Start the even modes (and every newly fitted mode) of the initialisation at this fraction of
-        their prior standard deviation instead of at zero, where their gradient vanishes (the twin
-        symmetry); 0 by default, see `sunpy_momfbd.solver.initialise`.
-    smoothness : float
-        Weight of the mode maps' spatial smoothness (squared differences between neighbouring grid
-        points, in units of each mode's Kolmogorov variance).
-    frame_batch : "auto" or int or None
-        Frames per batch for gradient accumulation, which bounds memory; None: all at once.
-        "auto" (default) batches so that a batch holds at most about 4 million padded-field
-        pixels over all channels (all frames at once up to about a 512² field).
-    device : str
-        "auto" (CUDA, then MPS, then CPU), or a torch device name.
-    mixed_precision : bool
-        Evaluate the forward models under bfloat16 autocast on CUDA (ignored elsewhere).
-    checkpointing : bool
-        Recompute network activations in the backward pass instead of storing them (emulator
-        forward models only): less memory, more time.
-    dtype : torch.dtype
-        Working precision, float32 by default (float64 for reference runs).
-    seed : int
-        Seed for torch's generators (the solve itself is deterministic on CPU).
-    progress : bool
-        Show a progress bar with the loss.
-    """
-
-    mode_grid: tuple | str = "auto"
-    n_iterations: int = 60
-    optimizer: str = "lbfgs"
-    learning_rate: float = 0.05
-    tolerance: float = 1e-5
-    patch_size: int = 96
-    init_iterations: int = 10
-    object_prior: float = 1.0
-    mode_steps: tuple = None
-    smoothness: float = 1e-3
-    fit_diversity: bool = False
-    refine_wavefronts: bool = True
-    d_over_r0: float | None = None
-    even_seed: float = 0.0
-    frame_batch: int | str | None = "auto"
-    device: str = "auto"
-    mixed_precision: bool = False
-    checkpointing: bool = False
-    dtype: torch.dtype = torch.float32
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self):
-        if not (isinstance(self.mode_grid, str) and self.mode_grid == "auto"):
-            grid = (self.mode_grid, self.mode_grid) if np.isscalar(self.mode_grid) else tuple(self.mode_grid)
-            if len(grid) != 2 or any(isinstance(g, str) or int(g) != g or g < 1 for g in grid):
-                msg = f"mode_grid must be 'auto' or one or two positive integers, got {self.mode_grid!r}"
-                raise ValueError(msg)
-            object.__setattr__(self, "mode_grid", tuple(int(g) for g in grid))
-        if self.optimizer not in ("lbfgs", "adam"):
-            msg = f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}"
-            raise ValueError(msg)
-        if self.d_over_r0 is not None and not (np.isfinite(self.d_over_r0) and self.d_over_r0 > 0):
-            msg = f"d_over_r0 must be a positive number or None, got {self.d_over_r0!r}"
-            raise ValueError(msg)
-        if not (np.isfinite(self.even_seed) and self.even_seed >= 0):
-            msg = f"even_seed must be a non-negative fraction of the prior's standard deviation, got {self.even_seed!r}"
-            raise ValueError(msg)
-        batch = self.frame_batch
-        if not (
-            batch is None or batch == "auto" or (not isinstance(batch, str) and int(batch) == batch and batch >= 1)
-        ):
-            msg = f"frame_batch must be 'auto', None or a positive integer, got {batch!r}"
-            raise ValueError(msg)
-        if int(self.n_iterations) != self.n_iterations or self.n_iterations < 0:
-            msg = f"n_iterations must be a non-negative integer, got {self.n_iterations!r}"
-            raise ValueError(msg)
 
 
 @dataclass
@@ -255,6 +136,7 @@ def solve(burst, *, forward=None, settings=None, **options):
     settings = SolverSettings(**{**(asdict(settings) if settings else {}), **options})
     torch.manual_seed(settings.seed)
     problem = _Problem(burst, settings, forward)
+    check_problem(problem)
     timing = {}
 
     start = time.perf_counter()
@@ -335,6 +217,11 @@ class _Problem:
         self.use_forward(forward)
         self.frames = [f.to(self.device, self.dtype) for f in burst.frames]
         self.noise = [noise_variance(f, 1 / s.sampling) for f, s in zip(self.frames, self.setups, strict=True)]
+        # Per-pixel misfit weights (None: uniform), e.g. zero under a mask.
+        self.weights = [
+            None if c.weights is None else torch.as_tensor(np.asarray(c.weights), device=self.device, dtype=self.dtype)
+            for c in burst.channels
+        ]
         self.diversities = burst.diversities().to(self.device, self.dtype)  # (n_channels, n_modes)
         self.offsets = torch.zeros_like(self.diversities)  # fitted corrections to the diversities
         self.objects = burst.objects
@@ -514,6 +401,8 @@ def _refine(problem, modes):
             for c, data in enumerate(problem.frames):
                 residual = problem.predict(estimate, free_modes, c, frames)[crop] - data[frames]
                 weight = problem.burst.channels[c].weight / problem.noise[c][frames, None, None]
+                if problem.weights[c] is not None:
+                    weight = weight * problem.weights[c][frames]
                 loss = loss + (weight * residual.square()).sum() / n_data
             if frames == batches[0]:
                 loss = loss + _smoothness(free_modes, variance, settings.smoothness)
@@ -534,6 +423,7 @@ def _refine(problem, modes):
     with tqdm(total=settings.n_iterations, desc="MOMFBD", disable=not settings.progress, leave=False) as bar:
         for _ in range(settings.n_iterations):
             loss = float(optimiser.step(closure))
+            check_loss(loss, len(history) + 1)
             if settings.optimizer == "adam":
                 schedule.step()
             history.append(loss)
