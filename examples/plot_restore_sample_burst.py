@@ -1,0 +1,100 @@
+"""
+==========================================
+Restoring a burst of sunpy Maps
+==========================================
+
+Restore the sample burst, compare the restoration with the true scene, save it to ASDF and open
+the file again, with `sunpy_momfbd.load` and with ``asdf`` and ``ndcube`` directly.
+
+The sample burst is the real DKIST/VBI 450.4 nm granulation image of sunkit-image's test data,
+seen again through simulated anisoplanatic Kolmogorov turbulence (D/r0 = 8) with the VBI's own
+optics, photon and read noise. To run in a few seconds on a laptop this example restores a small
+field (96 × 96 pixels, about 1 arcsec) from 6 frames, with fewer iterations than the defaults
+(``init_iterations=3``, ``n_iterations=20`` instead of 10 and 60).
+"""
+
+# sphinx_gallery_thumbnail_number = 1
+
+import tempfile
+from pathlib import Path
+
+import asdf
+import matplotlib.pyplot as plt
+import numpy as np
+
+import sunpy_momfbd
+from sunpy_momfbd.data import sample_burst, sample_scene
+from sunpy_momfbd.visualization import plot_restoration
+
+###############################################################################
+# The burst is a `~sunpy.map.MapSequence` with VBI-like headers: the optics (4 m pupil,
+# 450.4 nm, 0.0101 arcsec per pixel) are read from them and the instrument registry.
+
+size = 96
+burst = sample_burst(n_frames=6, size=size)
+truth = sample_scene(size=size)
+print(burst[0].instrument, burst[0].wavelength, burst[0].scale.axis1, burst[0].date)
+
+###############################################################################
+# Restore it. The result is an `~ndcube.NDCube` on the WCS of frame 0, in the input's unit,
+# with a mask on the apodised border and the provenance in ``meta["momfbd"]``.
+
+result = sunpy_momfbd.deconvolve(burst, n_iterations=20, init_iterations=3, progress=False)
+provenance = result.meta["momfbd"]
+print(result.data.shape, result.unit, provenance["forward"]["name"], provenance["iterations"], "iterations")
+print("fitted D/r0 per frame:", np.round(provenance["d_over_r0"], 1))
+
+###############################################################################
+# How close is each image to the truth? For an image :math:`I` and the truth :math:`T`, the
+# error of the best linear fit :math:`aI + b` to :math:`T`, in units of the truth's standard
+# deviation, is :math:`\sqrt{1 - \rho^2}` with :math:`\rho` their correlation coefficient (so
+# intensity scales and offsets do not count). The restoration is judged inside the unmasked
+# field.
+
+inside = ~result.mask
+images = {
+    "frame 0": burst[0].data,
+    "mean of the frames": np.mean([m.data for m in burst], axis=0),
+    "restoration": result.data,
+}
+for name, image in images.items():
+    rho = np.corrcoef(image[inside], truth.data[inside])[0, 1]
+    print(f"{name:>20}: error {np.sqrt(1 - rho**2):.3f}")
+
+###############################################################################
+# Frame, restoration and truth on WCS axes (helioprojective coordinates, same colour scale).
+
+fig = plt.figure(figsize=(11, 4), layout="constrained")
+limits = np.percentile(truth.data, [1, 99])
+panels = [("frame 0", burst[0], burst[0].data), ("restoration", result, result.data), ("truth", truth, truth.data)]
+for column, (title, item, data) in enumerate(panels, start=1):
+    ax = fig.add_subplot(1, 3, column, projection=item.wcs)
+    ax.imshow(data, cmap="gray", origin="lower", vmin=limits[0], vmax=limits[1])
+    ax.set_title(title)
+    ax.coords[0].set_axislabel("Helioprojective longitude")
+    ax.coords[1].set_axislabel("Helioprojective latitude" if column == 1 else " ")
+
+###############################################################################
+# Save to ASDF (lossless: data, WCS, unit, mask, provenance and the wavefront mode maps) and read
+# it back. `sunpy_momfbd.load` returns the NDCube; the file is an ordinary ASDF file whose
+# ``"result"`` entry ndcube's own converters read.
+
+directory = Path(tempfile.mkdtemp())
+path = directory / "restored.asdf"
+sunpy_momfbd.save(result, path)
+again = sunpy_momfbd.load(path)
+print(type(again).__name__, np.array_equal(again.data, result.data), again.wcs.pixel_to_world(0, 0))
+
+with asdf.open(path) as af:
+    print(list(af.tree))
+    cube = af.tree["result"]
+    print(type(cube).__name__, cube.meta["momfbd"]["settings"]["mode_grid"], cube.meta["wavefront"]["modes"].shape)
+
+###############################################################################
+# The package's quicklook: input frame, restoration and truth with their power spectra against
+# spatial frequency in units of the diffraction cutoff D/λ: the restoration brings back power
+# at frequencies where the frames have lost it to the seeing.
+
+plot_restoration(result, burst, reference=truth, figure=plt.figure(figsize=(12, 4)))
+
+plt.show()
