@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sunpy_momfbd.forward import EmulatorForward, ForwardModel
-from sunpy_momfbd.forward.emulator import CONDITIONING_FIELDS, conditioning_vector
+from sunpy_momfbd.forward.model_card import CONDITIONING_FIELDS, conditioning_vector
 from sunpy_momfbd.forward.unet import ConditionalUNet
 from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
@@ -365,17 +365,18 @@ def test_missing_files(model, setup, tmp_path):
 
 
 def test_default_weights_missing(setup, monkeypatch, tmp_path):
-    from sunpy_momfbd.forward import emulator
+    from sunpy_momfbd.forward import pretrained
 
-    monkeypatch.setattr(emulator, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "INSTALLED", tmp_path)
     with pytest.raises(FileNotFoundError, match="no default emulator weights are installed"):
         EmulatorForward.from_pretrained("default", setup)
 
 
 def test_default_weights_resolve_to_package_data(model, setup, monkeypatch, tmp_path):
-    from sunpy_momfbd.forward import emulator
+    from sunpy_momfbd.forward import pretrained
 
-    _save(model, tmp_path / "emulator" / "default")
-    monkeypatch.setattr(emulator, "DATA_DIR", tmp_path)
+    _save(model, tmp_path / "default")
+    monkeypatch.setattr(pretrained, "INSTALLED", tmp_path)
     loaded = EmulatorForward.from_pretrained("default", setup)
     assert loaded.card["trained_ranges"] == RANGES
+    assert pretrained.installed_emulators() == {"default": loaded.card}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sunpy_momfbd.forward import PhysicalForward, resample_modes
-from sunpy_momfbd.forward.emulator import CONDITIONING_FIELDS, conditioning_vector
+from sunpy_momfbd.forward.model_card import CONDITIONING_FIELDS, conditioning_vector
 from sunpy_momfbd.optics import OpticalSetup, random_coefficients
 from sunpy_momfbd.simulate import turbulent_modes
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
@@ -201,7 +201,7 @@ class Sample:
         Wavefront mode maps in radians, shape (n_modes, gy, gx), float32; (n_modes, 1, 1) for a
         spatially invariant sample.
     conditioning : `numpy.ndarray`
-        The conditioning vector of the optics (`~sunpy_momfbd.forward.emulator.CONDITIONING_FIELDS`).
+        The conditioning vector of the optics (`~sunpy_momfbd.forward.model_card.CONDITIONING_FIELDS`).
     d_over_r0 : float
         Seeing strength.
     isoplanatic_patch : float

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from sunpy_momfbd import __version__
 from sunpy_momfbd.database.degrade import DegradationConfig, draw_sample, draw_setup
 from sunpy_momfbd.database.sources import find_images, image_patches, procedural_patch, read_image
-from sunpy_momfbd.forward.emulator import CONDITIONING_FIELDS
+from sunpy_momfbd.forward.model_card import CONDITIONING_FIELDS
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
 __all__ = ["ReshapeReport", "build_samples", "build_validation", "open_store", "reshape_images"]

@@ -2,87 +2,34 @@
 The neural forward model: a conditional U-Net that emulates spatially variant convolution.
 
 `EmulatorForward` prepares the network's inputs (object and per-pixel wavefront coefficients),
-normalises the intensity scale, processes large fields in halo'd tiles, and saves and loads its
-weights (safetensors, never pickles) with a JSON model card. The network itself is
-`~sunpy_momfbd.forward.unet.ConditionalUNet`.
+normalises the intensity scale and processes large fields in halo'd tiles. The network itself is
+`~sunpy_momfbd.forward.unet.ConditionalUNet`; its model card is
+`sunpy_momfbd.forward.model_card` and its weights files `sunpy_momfbd.forward.pretrained`.
 """
 
 import contextlib
-import hashlib
-import json
-import math
-import warnings
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from sunpy_momfbd import __version__
-from sunpy_momfbd.data import DATA_DIR
 from sunpy_momfbd.forward.base import ForwardModel, interpolate_modes
+from sunpy_momfbd.forward.model_card import (
+    ARCHITECTURE_NAME,
+    CARD_FILE,
+    CONDITIONING_FIELDS,
+    certifies,
+    check_card,
+    check_trained_ranges,
+    conditioning_vector,
+    new_card,
+    read_card,
+    write_card,
+)
+from sunpy_momfbd.forward.pretrained import WEIGHTS_FILE, emulator_directory, load_weights, save_weights, sha256
 from sunpy_momfbd.forward.unet import ConditionalUNet
-from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
-__all__ = ["CONDITIONING_FIELDS", "EmulatorForward", "conditioning_vector"]
-
-#: Optics parameters the emulator can be conditioned on, and how to read each from an `OpticalSetup`.
-#: Add an entry here to offer a new conditioning parameter; a model card lists the ones its model uses.
-_CONDITIONING_GETTERS = {
-    "sampling": lambda setup: setup.sampling,
-    "obscuration": lambda setup: setup.obscuration,
-}
-
-#: Conditioning parameters of a new emulator, in order.
-CONDITIONING_FIELDS = ("sampling", "obscuration")
-
-#: Parameters a model card may give trained or certified ranges for: the conditioning parameters
-#: plus the seeing strength D/r0, which belongs to a burst rather than to an `OpticalSetup`.
-_RANGE_PARAMETERS = (*_CONDITIONING_GETTERS, "d_over_r0")
-
-_WEIGHTS_FILE = "model.safetensors"
-_CARD_FILE = "model_card.json"
-_CARD_FORMAT = "sunpy-momfbd-emulator"
-_CARD_FORMAT_VERSION = 1
-_ARCHITECTURE_NAME = "conditional-unet"
-
-
-def conditioning_vector(setup, fields=CONDITIONING_FIELDS):
-    """
-    Build the continuous optics vector an emulator is conditioned on.
-
-    Parameters
-    ----------
-    setup : `~sunpy_momfbd.optics.OpticalSetup`
-        Optics of the channel.
-    fields : sequence of str, optional
-        Names of the entries, in order; `CONDITIONING_FIELDS` (sampling in pixels per λ/D, central
-        obscuration ratio) by default.
-
-    Returns
-    -------
-    `torch.Tensor`
-        Shape (len(fields),), float64, on the CPU.
-
-    Raises
-    ------
-    ValueError
-        If a field name is unknown.
-
-    Examples
-    --------
-    >>> from sunpy_momfbd.optics import OpticalSetup
-    >>> from sunpy_momfbd.forward.emulator import conditioning_vector
-    >>> conditioning_vector(OpticalSetup(sampling=3.0, obscuration=0.2)).tolist()
-    [3.0, 0.2]
-    """
-    values = []
-    for field in fields:
-        if field not in _CONDITIONING_GETTERS:
-            msg = f"unknown conditioning field {field!r}; known fields: {', '.join(_CONDITIONING_GETTERS)}"
-            raise ValueError(msg)
-        values.append(float(_CONDITIONING_GETTERS[field](setup)))
-    return torch.tensor(values, dtype=torch.float64)
+__all__ = ["EmulatorForward"]
 
 
 class EmulatorForward(ForwardModel):
@@ -224,7 +171,7 @@ class EmulatorForward(ForwardModel):
         self.checkpointing = checkpointing
         self.autocast = autocast
         self.weights_sha256 = None
-        self.card = _new_card(self._architecture())
+        self.card = new_card(self._architecture())
 
     # ----------------------------------------------------------------------------------- options
 
@@ -296,7 +243,7 @@ class EmulatorForward(ForwardModel):
 
     def _architecture(self):
         return {
-            "name": _ARCHITECTURE_NAME,
+            "name": ARCHITECTURE_NAME,
             "width": self.network.width,
             "depth": self.network.depth,
             "film_hidden": self.network.film_hidden,
@@ -414,14 +361,7 @@ class EmulatorForward(ForwardModel):
             ``"certified"`` list contains every parameter its box constrains (parameters a box
             does not name are unconstrained).
         """
-        if setup.n_modes != self.setup.n_modes:
-            return False
-        values = _range_values(setup, d_over_r0)
-        for entry in self.card.get("certified", []):
-            box = entry["ranges"]
-            if all(name not in values or lo <= values[name] <= hi for name, (lo, hi) in box.items()):
-                return True
-        return False
+        return certifies(self.card, setup, d_over_r0)
 
     # ------------------------------------------------------------------------------- persistence
 
@@ -464,16 +404,12 @@ class EmulatorForward(ForwardModel):
         card = {**self.card, **{key: value for key, value in updates.items() if value is not None}}
         card["architecture"] = self._architecture()
         card["package_version"] = __version__
-        _check_card(card, "the model card")
+        check_card(card, "the model card")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        weights_file = path / _WEIGHTS_FILE
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.network.state_dict().items()}
-        save_file(tensors, weights_file, metadata={"format": "pt", "card_format": _CARD_FORMAT})
-        card["weights_sha256"] = _sha256(weights_file)
-        with open(path / _CARD_FILE, "w", encoding="utf-8") as stream:
-            json.dump(card, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
+        metadata = {"format": "pt", "card_format": card["format"]}
+        card["weights_sha256"] = save_weights(self.network, path / WEIGHTS_FILE, metadata)
+        write_card(card, path / CARD_FILE)
         self.card = card
         return path
 
@@ -523,14 +459,14 @@ class EmulatorForward(ForwardModel):
         if unknown:
             msg = f"unknown options for from_pretrained: {', '.join(sorted(unknown))}"
             raise TypeError(msg)
-        directory = _resolve(name_or_path)
-        card_file = directory / _CARD_FILE
-        weights_file = directory / _WEIGHTS_FILE
+        directory = emulator_directory(name_or_path)
+        card_file = directory / CARD_FILE
+        weights_file = directory / WEIGHTS_FILE
         for file in (card_file, weights_file):
             if not file.is_file():
                 msg = f"emulator file {file} does not exist"
                 raise FileNotFoundError(msg)
-        card = _read_card(card_file)
+        card = read_card(card_file)
         architecture = card["architecture"]
         if architecture["n_modes"] != setup.n_modes:
             msg = (
@@ -538,7 +474,7 @@ class EmulatorForward(ForwardModel):
                 f"but setup.n_modes = {setup.n_modes}"
             )
             raise ValueError(msg)
-        _check_trained_ranges(card, setup, card_file, allow_out_of_range=allow_out_of_range)
+        check_trained_ranges(card, setup, card_file, allow_out_of_range=allow_out_of_range)
 
         model = cls(
             setup,
@@ -549,7 +485,7 @@ class EmulatorForward(ForwardModel):
             border=architecture["border"],
             **options,
         )
-        digest = _sha256(weights_file)
+        digest = sha256(weights_file)
         if card.get("weights_sha256") not in (None, digest):
             msg = (
                 f"emulator weights file {weights_file} does not match the checksum in {card_file} "
@@ -557,12 +493,7 @@ class EmulatorForward(ForwardModel):
                 "to another model"
             )
             raise ValueError(msg)
-        try:
-            tensors = load_file(weights_file)
-        except (SafetensorError, OSError, ValueError) as err:
-            msg = f"cannot read emulator weights file {weights_file}: not a valid safetensors file ({err})"
-            raise ValueError(msg) from err
-        _load_state(model.network, tensors, weights_file, architecture)
+        load_weights(model.network, weights_file, architecture)
         model.card = card
         model.weights_sha256 = digest
         if device is not None:
@@ -598,173 +529,3 @@ def _tiles(size, tile, halo, start, end, multiple):
         in_stop = min(end, _round_up(out_stop + halo, multiple))
         spans.append((out_start, out_stop, in_start, in_stop))
     return spans
-
-
-def _sha256(file):
-    digest = hashlib.sha256()
-    with open(file, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _resolve(name_or_path):
-    if isinstance(name_or_path, str) and name_or_path == "default":
-        directory = DATA_DIR / "emulator" / "default"
-        if not directory.is_dir():
-            msg = (
-                f"no default emulator weights are installed (expected {directory}); "
-                "train one or pass the directory of saved weights"
-            )
-            raise FileNotFoundError(msg)
-        return directory
-    directory = Path(name_or_path)
-    if not directory.is_dir():
-        msg = f"emulator directory {directory} does not exist (expected model.safetensors and model_card.json in it)"
-        raise FileNotFoundError(msg)
-    return directory
-
-
-def _new_card(architecture):
-    return {
-        "format": _CARD_FORMAT,
-        "format_version": _CARD_FORMAT_VERSION,
-        "architecture": architecture,
-        "trained_ranges": {},
-        "certified": [],
-        "data": "",
-        "validation": {},
-        "package_version": None,
-        "weights_sha256": None,
-        "training": {},
-    }
-
-
-def _read_card(card_file):
-    try:
-        with open(card_file, encoding="utf-8") as stream:
-            card = json.load(stream)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        msg = f"emulator model card {card_file} is not valid JSON: {err}"
-        raise ValueError(msg) from err
-    _check_card(card, f"emulator model card {card_file}")
-    return card
-
-
-def _check_card(card, source):
-    """
-    Raise a ValueError naming ``source`` unless ``card`` is a well-formed model card.
-    """
-    if not isinstance(card, dict):
-        msg = f"{source} must hold a JSON object, got {type(card).__name__}"
-        raise ValueError(msg)
-    if card.get("format") != _CARD_FORMAT:
-        msg = f"{source} is not a sunpy-momfbd emulator card (format {card.get('format')!r}, expected {_CARD_FORMAT!r})"
-        raise ValueError(msg)
-    if card.get("format_version") != _CARD_FORMAT_VERSION:
-        msg = f"{source} has format_version {card.get('format_version')!r}; this version reads {_CARD_FORMAT_VERSION}"
-        raise ValueError(msg)
-    architecture = card.get("architecture")
-    if not isinstance(architecture, dict):
-        msg = f"{source} has no 'architecture' object"
-        raise ValueError(msg)
-    if architecture.get("name") != _ARCHITECTURE_NAME:
-        msg = f"{source}: unknown architecture {architecture.get('name')!r}, expected {_ARCHITECTURE_NAME!r}"
-        raise ValueError(msg)
-    for key, minimum in (("width", 1), ("depth", 0), ("film_hidden", 1), ("n_modes", 1), ("border", 0)):
-        value = architecture.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            msg = f"{source}: architecture.{key} must be an integer >= {minimum}, got {value!r}"
-            raise ValueError(msg)
-    fields = architecture.get("conditioning")
-    if not isinstance(fields, list) or not fields or any(f not in _CONDITIONING_GETTERS for f in fields):
-        msg = (
-            f"{source}: architecture.conditioning must be a non-empty list of "
-            f"{', '.join(_CONDITIONING_GETTERS)}, got {fields!r}"
-        )
-        raise ValueError(msg)
-    _check_ranges(card.get("trained_ranges", {}), f"{source}: trained_ranges")
-    certified = card.get("certified", [])
-    if not isinstance(certified, list):
-        msg = f"{source}: certified must be a list, got {type(certified).__name__}"
-        raise ValueError(msg)
-    for index, entry in enumerate(certified):
-        where = f"{source}: certified[{index}]"
-        if not isinstance(entry, dict) or "ranges" not in entry:
-            msg = f"{where} must be an object with 'ranges' and 'error_threshold'"
-            raise ValueError(msg)
-        _check_ranges(entry["ranges"], f"{where}.ranges")
-        threshold = entry.get("error_threshold")
-        if not _is_real(threshold) or threshold < 0:
-            msg = f"{where}.error_threshold must be a non-negative number, got {threshold!r}"
-            raise ValueError(msg)
-    for key, kind in (("validation", dict), ("training", dict), ("data", str)):
-        if key in card and not isinstance(card[key], kind):
-            msg = f"{source}: {key} must be a JSON {'object' if kind is dict else 'string'}"
-            raise ValueError(msg)
-
-
-def _is_real(value):
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_ranges(ranges, where):
-    if not isinstance(ranges, dict):
-        msg = f"{where} must be an object mapping parameter names to [lo, hi]"
-        raise ValueError(msg)
-    for name, bounds in ranges.items():
-        if name not in _RANGE_PARAMETERS:
-            msg = f"{where}: unknown parameter {name!r}; known: {', '.join(_RANGE_PARAMETERS)}"
-            raise ValueError(msg)
-        if (
-            not isinstance(bounds, list | tuple)
-            or len(bounds) != 2
-            or not all(_is_real(b) for b in bounds)
-            or bounds[0] > bounds[1]
-        ):
-            msg = f"{where}.{name} must be [lo, hi] with finite lo <= hi, got {bounds!r}"
-            raise ValueError(msg)
-
-
-def _range_values(setup, d_over_r0=None):
-    values = {name: float(getter(setup)) for name, getter in _CONDITIONING_GETTERS.items()}
-    if d_over_r0 is not None:
-        values["d_over_r0"] = float(d_over_r0)
-    return values
-
-
-def _check_trained_ranges(card, setup, card_file, *, allow_out_of_range):
-    values = _range_values(setup)
-    for name, (lo, hi) in card.get("trained_ranges", {}).items():
-        if name in values and not lo <= values[name] <= hi:
-            msg = (
-                f"{name} = {values[name]:g} is outside the range [{lo:g}, {hi:g}] the emulator was trained on "
-                f"(model card {card_file})"
-            )
-            if not allow_out_of_range:
-                msg += "; use PhysicalForward, or pass allow_out_of_range=True to use the emulator anyway"
-                raise ValueError(msg)
-            warnings.warn(msg + ": its output may be wrong", SunpyMomfbdUserWarning, stacklevel=3)
-
-
-def _load_state(network, tensors, weights_file, architecture):
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(tensors) if tensors[name].shape != expected[name].shape)
-    if missing or unexpected or wrong:
-        details = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if names:
-                shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-                details.append(f"{label}: {shown}")
-        msg = (
-            f"emulator weights file {weights_file} does not match the architecture in its model card "
-            f"({architecture}): {'; '.join(details)}"
-        )
-        raise ValueError(msg)
-    for name, tensor in tensors.items():
-        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
-            msg = f"emulator weights file {weights_file}: tensor {name!r} is not finite floating point"
-            raise ValueError(msg)
-    network.load_state_dict(tensors, strict=True)

@@ -2,12 +2,12 @@
 Export trained weights for shipping: half-precision safetensors with the same model card.
 """
 
-import json
 from pathlib import Path
 
 import torch
 
 from sunpy_momfbd.forward.emulator import EmulatorForward
+from sunpy_momfbd.forward.model_card import CARD_FILE, read_card
 from sunpy_momfbd.optics import OpticalSetup
 
 __all__ = ["export_pretrained"]
@@ -38,8 +38,7 @@ def export_pretrained(source, destination, *, dtype=torch.float16, validation=No
     `EmulatorForward`
         The model as stored (weights rounded to ``dtype``, held in float32).
     """
-    with open(Path(source) / "model_card.json", encoding="utf-8") as stream:
-        n_modes = json.load(stream)["architecture"]["n_modes"]
+    n_modes = read_card(Path(source) / CARD_FILE)["architecture"]["n_modes"]
     model = EmulatorForward.from_pretrained(
         source, OpticalSetup(sampling=3.0, n_modes=n_modes), allow_out_of_range=True
     )
