@@ -125,19 +125,20 @@ def _mode_grid(text):
 
 
 def _options(items):
-    from sunpy_momfbd.api import _solver_options  # noqa: PLC0415
+    """Solver settings from ``--option KEY=VALUE`` (Python literals, else strings), checked."""
+    from sunpy_momfbd.options import check_options  # noqa: PLC0415
 
     options = {}
     for item in items:
         key, value = _key_value(item, "--option")
         try:
             options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             options[key] = value
     try:
-        _solver_options(dict(options), None, None, "auto", False)
-    except TypeError as err:
-        raise _error(str(err)) from None
+        check_options(**options)
+    except (TypeError, ValueError) as err:
+        raise _error(f"--option: {err}") from None
     return options
 
 

@@ -3,17 +3,14 @@ The high-level entry point: `deconvolve` a burst given as sunpy/ndcube objects, 
 """
 
 import warnings
-from dataclasses import fields
 
 import numpy as np
 
 from sunpy_momfbd.io import prepare_burst, solution_to_ndcube
+from sunpy_momfbd.options import FORWARD_CHOICES, check_options
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
 __all__ = ["FORWARD_CHOICES", "deconvolve"]
-
-#: Accepted string values of ``forward`` (a model instance or a ``callable(setup)`` also works).
-FORWARD_CHOICES = ("auto", "emulator", "physical")
 
 
 def deconvolve(
@@ -109,9 +106,14 @@ def deconvolve(
     TypeError
         For unsupported input types or unknown solver options.
     ValueError
-        For inconsistent frames (different shape, unit, plate scale or wavelength: the frame is
-        named), unknown telescopes (the message lists the known ones and how to pass one),
-        missing optics, or bad diversity declarations. All checks run before any computation.
+        For a bad option value (the option, the value and what is allowed are named; see
+        `~sunpy_momfbd.options.check_options`), a device this machine cannot use, a field too
+        small for the forward model or a pupil too coarse for ``n_modes``, inconsistent frames
+        (different shape, unit, plate scale or wavelength: the frame is named), unknown
+        telescopes (the message lists the known ones and how to pass one), missing optics, or
+        bad diversity declarations. All checks run before any computation.
+    FloatingPointError
+        If the loss stops being a finite number during the solve (the message says what to try).
 
     See Also
     --------
@@ -133,12 +135,15 @@ def deconvolve(
     >>> result.data.shape, result.unit, result.meta["instrume"]
     ((48, 48), Unit("ct"), 'VBI')
     """
-    options = _solver_options(solver_options, mode_grid, n_iterations, device, progress)
-    if not (isinstance(forward, str) and forward in FORWARD_CHOICES) and (
-        isinstance(forward, str) or not callable(forward)
-    ):
-        msg = f"forward must be one of {', '.join(map(repr, FORWARD_CHOICES))}, a ForwardModel or a callable(setup), got {forward!r}"
-        raise ValueError(msg)
+    options = check_options(
+        forward=forward,
+        n_modes=n_modes,
+        mode_grid=mode_grid,
+        n_iterations=n_iterations,
+        device=device,
+        progress=progress,
+        **solver_options,
+    )
     prepared = prepare_burst(
         data,
         telescope=telescope,
@@ -156,37 +161,6 @@ def deconvolve(
     solution = solve(prepared.burst, forward=factory, **options)
     _check_emulator_seeing(forward_info, factory, setups, solution)
     return solution_to_ndcube(solution, prepared, forward_info=forward_info)
-
-
-def _solver_options(options, mode_grid, n_iterations, device, progress):
-    from sunpy_momfbd.solver import SolverSettings  # noqa: PLC0415
-
-    valid = {f.name for f in fields(SolverSettings)}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        msg = f"unknown solver option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        raise TypeError(msg)
-    options = dict(options)
-    if mode_grid is not None:
-        options["mode_grid"] = mode_grid
-    if n_iterations is not None:
-        options["n_iterations"] = n_iterations
-    options["device"] = device
-    options["progress"] = bool(progress)
-    SolverSettings(**options)  # validate now, before reading any data
-    return options
-
-
-def _resolve_device(device):
-    import torch  # noqa: PLC0415
-
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _card_id(model):
@@ -271,7 +245,9 @@ def _choose_forward(forward, setups, device):
                 stacklevel=4,
             )
         return _factory(setups, models), _emulator_info(models, "requested (forward='emulator')")
-    resolved = _resolve_device(device)
+    from sunpy_momfbd.solver.solve import _device  # noqa: PLC0415 - the solver's own "auto" rule
+
+    resolved = _device(device)
     if resolved.type != "cuda":
         return None, _physical_info(f"auto: no CUDA GPU (device {resolved}); the emulator is used on GPUs only")
     try:

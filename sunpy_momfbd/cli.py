@@ -7,9 +7,11 @@ configures its `argparse` sub-parser and runs it. To add a subcommand (``deconvo
 ``_run_<name>(args) -> int`` function, import heavy modules *inside* the run function (so that
 ``sunpy-momfbd --version`` stays fast), and add one line to `SUBCOMMANDS`.
 
-Errors in the user's input (`CLIError`, `ValueError`, `OSError` such as a missing file) are
-printed as one line on stderr and give exit status 2; ``--debug`` re-raises them with the
-full traceback instead.
+Errors in the user's input (`CLIError`, `ValueError`, `TypeError`, `OSError` such as a missing
+file, `ImportError` for a missing optional dependency, `FloatingPointError` for a solve that
+diverged) are printed as one line on stderr and give exit status 2. Any other exception is an
+internal error: one line asking to rerun with ``--debug`` and report it, exit status 1.
+``--debug`` re-raises every error with its full traceback instead.
 """
 
 import argparse
@@ -32,18 +34,24 @@ from sunpy_momfbd._cli_commands import (
     run_demo,
 )
 
-__all__ = ["SUBCOMMANDS", "CLIError", "Subcommand", "build_parser", "main"]
+__all__ = ["EXIT_INTERNAL_ERROR", "EXIT_USER_ERROR", "SUBCOMMANDS", "CLIError", "Subcommand", "build_parser", "main"]
 
 PROG = "sunpy-momfbd"
 
 #: Exit status for errors in the user's input (the same status argparse uses).
 EXIT_USER_ERROR = 2
+#: Exit status for internal errors (a bug, or a failure outside the user's input).
+EXIT_INTERNAL_ERROR = 1
 
 
 class CLIError(Exception):
     """
     An error in the user's input, reported as a one-line message with exit status 2.
     """
+
+
+#: Exceptions that mean a problem with the user's input or environment (exit status 2).
+_USER_ERRORS = (CLIError, ValueError, TypeError, OSError, ImportError, FloatingPointError)
 
 
 @dataclass(frozen=True)
@@ -146,9 +154,10 @@ def _emulator_lines():
     for card in sorted(DATA_DIR.glob("emulator/*/model_card.json")):
         try:
             meta = json.loads(card.read_text())
-            ranges = ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in (meta.get("trained_ranges") or {}).items())
+            ranges = _ranges_text(meta.get("trained_ranges"))
             summary = f"trained on {ranges}" if ranges else "model card without trained ranges"
-        except (OSError, ValueError, AttributeError, TypeError, IndexError):
+            summary += f"; certified: {_certified_text(meta.get('certified'))}"
+        except (OSError, ValueError, AttributeError, TypeError, IndexError, KeyError):
             summary = "unreadable model card"
         entries[card.parent.name] = summary
     for weights in sorted(DATA_DIR.glob("*.safetensors")):
@@ -162,6 +171,17 @@ def _emulator_lines():
                 summary = "unreadable model card"
         entries[weights.stem] = summary
     return _format_listing(entries, empty="(none installed)")
+
+
+def _ranges_text(ranges):
+    return ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in (ranges or {}).items())
+
+
+def _certified_text(boxes):
+    """Describe the set-ups a model card certifies, or say why ``forward="auto"`` never uses the emulator."""
+    if not boxes:
+        return "none (forward='auto' uses the physical model; forward='emulator' is unverified)"
+    return " | ".join(_ranges_text(box["ranges"]) or "all set-ups" for box in boxes)
 
 
 def _forward_emulator_lister():
@@ -436,7 +456,8 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit status: 0 on success, 2 for errors in the user's input.
+        The exit status: 0 on success, 2 for errors in the user's input, 1 for internal errors
+        (and a subcommand's own failure status, such as a campaign with failed scans).
     """
     parser = build_parser()
     try:
@@ -449,17 +470,29 @@ def main(argv=None):
         return EXIT_USER_ERROR
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ValueError, OSError) as exc:
-        if args.debug:
-            raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if args.debug:
             raise
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        return _report(args.command, exc)
+
+
+def _report(command, exc):
+    """Print an error as one line on stderr; return the exit status."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, _USER_ERRORS):
+        print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(
+        f"{PROG} {command}: internal error ({type(exc).__name__}): {message} "
+        "(rerun with --debug for the traceback, and please report it)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

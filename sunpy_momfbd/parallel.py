@@ -29,6 +29,7 @@ from astropy.table import MaskedColumn, Table
 
 from sunpy_momfbd import api
 from sunpy_momfbd.io import save
+from sunpy_momfbd.options import check_options
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
 __all__ = ["STATUSES", "deconvolve_many"]
@@ -418,16 +419,8 @@ def _check_options(options):
         msg = f"unknown option(s) {', '.join(unknown)} for deconvolve; valid: {valid}"
         raise TypeError(msg)
     # The value checks deconvolve runs before reading data, run once here instead of in every task.
-    solver = {k: v for k, v in options.items() if k not in keywords}
-    api._solver_options(
-        solver, options.get("mode_grid"), options.get("n_iterations"), options.get("device", "auto"), False
-    )
-    forward = options.get("forward", "auto")
-    if (isinstance(forward, str) and forward not in api.FORWARD_CHOICES) or not (
-        isinstance(forward, str) or callable(forward)
-    ):
-        msg = f"forward must be one of {', '.join(map(repr, api.FORWARD_CHOICES))}, a ForwardModel or a callable(setup), got {forward!r}"
-        raise ValueError(msg)
+    checked = settings | set(inspect.signature(check_options).parameters)
+    check_options(**{k: v for k, v in options.items() if k in checked})
     if isinstance(options.get("telescope"), str):
         get_telescope(options["telescope"])
     return dict(options)

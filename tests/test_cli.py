@@ -44,6 +44,8 @@ def test_info(capsys):
     assert "\n  cpu " in out
     assert "Instruments:" in out
     assert "Emulators:" in out
+    # The shipped model card certifies no set-up, and info says so.
+    assert "certified: none (forward='auto' uses the physical model" in out
 
 
 def test_unknown_subcommand(capsys):
@@ -86,10 +88,16 @@ def test_debug_reraises(monkeypatch, argv):
         cli.main(argv)
 
 
-def test_programming_errors_are_not_hidden(monkeypatch):
+def test_internal_errors_are_one_line_and_raise_under_debug(capsys, monkeypatch):
     monkeypatch.setitem(cli.SUBCOMMANDS, "fail", _failing_subcommand(RuntimeError("bug")))
+    assert cli.main(["fail"]) == cli.EXIT_INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert err == (
+        "sunpy-momfbd fail: internal error (RuntimeError): bug "
+        "(rerun with --debug for the traceback, and please report it)\n"
+    )
     with pytest.raises(RuntimeError, match="bug"):
-        cli.main(["fail"])
+        cli.main(["fail", "--debug"])
 
 
 def test_info_lists_installed_emulators(capsys, monkeypatch, tmp_path):

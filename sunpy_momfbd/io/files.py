@@ -6,9 +6,12 @@ the plain-dict metadata holding the provenance and the wavefront mode maps), und
 ``"result"`` of the tree. FITS files hold the object(s) only, with a FITS WCS header, the
 reference frame's instrument keys and SOLARNET provenance keywords, readable by `sunpy.map.Map`.
 
-Every write goes to a temporary file in the target directory that is renamed into place, so a
-failed or interrupted write leaves no partial file, and an existing file is never replaced
-unless ``overwrite=True``.
+Every write goes to a temporary file in the target directory, is flushed to disk and renamed
+into place (and the directory flushed too), so a failed, interrupted or crashed write leaves no
+partial file under the target's name, and an existing file is never replaced unless
+``overwrite=True``. A killed writer's hidden temporary file (``.<name>.*.part``) is removed by the
+next write of the same name. Reading checks the ASDF block checksums and the result's structure,
+so a truncated or corrupted file is refused instead of returned.
 """
 
 import contextlib
@@ -16,7 +19,14 @@ import json
 import os
 import re
 import tempfile
+import warnings
+from glob import escape as glob_escape
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: stale temporary files are left (they are hidden)
+    fcntl = None
 
 import numpy as np
 from ndcube import NDCollection, NDCube
@@ -30,6 +40,10 @@ ASDF_SUFFIXES = (".asdf",)
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 #: Key of the result in the ASDF tree.
 _TREE_KEY = "result"
+#: Key of the writing package's version in the ASDF tree: marks a file written by `save`.
+_VERSION_KEY = "sunpy_momfbd_version"
+#: Suffix of the temporary files of an atomic write.
+_PART = ".part"
 _FITS_KEY = re.compile(r"^[A-Z0-9_-]{1,8}$")
 _PROVENANCE_LIBRARIES = ("torch", "sunpy", "astropy", "ndcube")
 
@@ -77,14 +91,16 @@ def _atomic_write(path, writer, overwrite, *, check=True):
     if not check and path.exists() and not overwrite:
         msg = f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
         raise FileExistsError(msg)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
+    _remove_stale_parts(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_PART)
     temporary = Path(temporary)
     umask = os.umask(0)
     os.umask(umask)
     temporary.chmod(0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
+        _lock(handle)  # held while writing: tells a later writer that this file is not stale
         writer(temporary)
+        os.fsync(handle)  # the same file: its data reach the disk before the name points to it
         if overwrite:
             temporary.replace(path)
         else:
@@ -97,9 +113,41 @@ def _atomic_write(path, writer, overwrite, *, check=True):
                     msg = f"{path} already exists; pass overwrite=True to replace it"
                     raise FileExistsError(msg) from None
                 temporary.replace(path)
+        _fsync_directory(path.parent)  # the rename itself survives a crash
     finally:
         temporary.unlink(missing_ok=True)
+        os.close(handle)
     return path
+
+
+def _lock(handle, *, wait=True):
+    """Lock an open file exclusively (``wait=False``: return False if another process holds it)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _remove_stale_parts(path):
+    """Remove temporary files of ``path`` left by killed writers: those no live writer holds locked."""
+    if fcntl is None:
+        return
+    for part in path.parent.glob(f".{glob_escape(path.name)}.*{_PART}"):
+        with contextlib.suppress(OSError), open(part, "rb") as stream:
+            if _lock(stream.fileno(), wait=False):
+                part.unlink()
+
+
+def _fsync_directory(directory):
+    with contextlib.suppress(OSError):  # some platforms and file systems cannot open directories
+        handle = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
 
 
 def _check_result(result):
@@ -155,7 +203,7 @@ def save(result, path, *, overwrite=False):
     from sunpy_momfbd import __version__  # noqa: PLC0415
 
     def write(target):
-        with asdf.AsdfFile({_TREE_KEY: result, "sunpy_momfbd_version": __version__}) as af:
+        with asdf.AsdfFile({_TREE_KEY: result, _VERSION_KEY: __version__}) as af:
             af.write_to(target)
 
     return _atomic_write(path, write, overwrite)
@@ -178,30 +226,54 @@ def load(path):
     Raises
     ------
     FileNotFoundError
-        If the file does not exist.
+        If the file does not exist (`IsADirectoryError` for a directory).
     ValueError
-        If it is not an ASDF file written by `save`, or a FITS file (read those with
-        `sunpy.map.Map`).
+        If it is not a complete result written by `save`: not ASDF, a FITS file (read those
+        with `sunpy.map.Map`), a block whose checksum does not match (a truncated or corrupted
+        file), or a tree without an NDCube or NDCollection of array data and mask. The message
+        names the file.
     """
     path = Path(path)
     if path.suffix.lower() in FITS_SUFFIXES:
         msg = f"{path} is FITS: read restored FITS objects with sunpy.map.Map(path); load() reads ASDF"
         raise ValueError(msg)
+    if path.is_dir():
+        msg = f"{path} is a directory, not a result file: give the .asdf file written by save"
+        raise IsADirectoryError(msg)
     if not path.is_file():
         msg = f"{path} does not exist"
         raise FileNotFoundError(msg)
     import asdf  # noqa: PLC0415
 
     try:
-        with asdf.open(path, lazy_load=False, memmap=False) as af:
-            tree = dict(af.tree)
+        with warnings.catch_warnings():
+            # A node that fails to convert (a truncated block, say) is only a warning to asdf.
+            warnings.simplefilter("error", asdf.exceptions.AsdfConversionWarning)
+            with asdf.open(path, lazy_load=False, memmap=False, validate_checksums=True) as af:
+                tree = dict(af.tree)
     except Exception as err:
-        msg = f"cannot read {path} as ASDF: {err}"
+        msg = f"cannot read {path} as a sunpy-momfbd result (truncated or corrupted?): {err}"
         raise ValueError(msg) from err
-    if _TREE_KEY not in tree:
-        msg = f"{path} holds no sunpy-momfbd result (no {_TREE_KEY!r} in its ASDF tree)"
+    if _TREE_KEY not in tree or _VERSION_KEY not in tree:
+        msg = f"{path} holds no sunpy-momfbd result (its ASDF tree has no {_TREE_KEY!r} written by save)"
         raise ValueError(msg)
+    _check_loaded(tree[_TREE_KEY], path)
     return tree[_TREE_KEY]
+
+
+def _check_loaded(result, path):
+    """Refuse a result that is not NDCubes with array data and a boolean mask (or none)."""
+    cubes = list(result.values()) if isinstance(result, NDCollection) else [result]
+    for cube in cubes:
+        if not isinstance(cube, NDCube):
+            msg = f"{path} holds a {type(cube).__name__} where save writes an NDCube or NDCollection"
+            raise ValueError(msg)
+        mask = cube.mask
+        if not isinstance(cube.data, np.ndarray) or not (
+            mask is None or (isinstance(mask, np.ndarray) and mask.shape == cube.data.shape)
+        ):
+            msg = f"{path} holds an incomplete result: its data or mask is not an array of the data's shape"
+            raise ValueError(msg)
 
 
 # ------------------------------------------------------------------------------------------ FITS
