@@ -8,7 +8,7 @@ with a known defocus. Blind deconvolution from focused frames alone cannot tell 
 even wavefront modes (defocus, astigmatism, ...): a frame's PSF is unchanged when they all change
 sign. The defocused channel breaks that symmetry.
 
-We simulate both cameras from the sample DKIST/VBI scene (96 × 96 pixels, 4 frames, D/r0 = 8,
+We simulate both cameras from the sample DKIST/VBI scene (80 × 80 pixels, 4 frames, D/r0 = 8,
 one wavefront per frame so that the solves are fast), restore with and without the diversity
 channel, and compare the fitted defocus of every frame with the truth. Iterations are capped
 (``n_iterations=25``, ``init_iterations=3``) so that the example runs in well under a minute.
@@ -31,10 +31,10 @@ from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 
 ###############################################################################
 # The optics of the VBI (4 m pupil, 450.4 nm, 0.0101 arcsec pixels) and a scene larger than the
-# 96-pixel field by half a seeing-limited PSF on every side, so that light from outside the field
+# 80-pixel field by half a seeing-limited PSF on every side, so that light from outside the field
 # enters it as it does on a real detector.
 
-size, d_over_r0 = 96, 8.0
+size, d_over_r0 = 80, 8.0
 setup = optical_setup("DKIST", 450.4 * u.nm, 0.0101236 * u.arcsec / u.pix)
 model = PhysicalForward(setup, seeing=d_over_r0)
 margin = model.psf_size // 2
@@ -58,12 +58,13 @@ defocused = simulate_frames(
 
 settings = {"optics": setup, "n_iterations": 25, "init_iterations": 3, "progress": False}
 results = {
-    "focused only": deconvolve({"focused": burst.frames}, **settings),
+    "focused only": deconvolve(burst.frames, **settings),
+    # A dict gives an NDCollection keyed by object; the diversity channel sees "focused".
     "with diversity": deconvolve(
         {"focused": burst.frames, "defocused": defocused},
         diversity={"defocused": PhaseDiversity("focused", 1.0 * waves)},
         **settings,
-    ),
+    )["focused"],
 }
 
 ###############################################################################
