@@ -13,7 +13,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sunpy_momfbd.data import DATA_DIR
 from sunpy_momfbd.forward.model_card import CARD_FILE, read_card
 
 __all__ = [
@@ -28,8 +27,9 @@ __all__ = [
 
 #: Name of the weights file in an emulator directory.
 WEIGHTS_FILE = "model.safetensors"
-#: Where the emulators installed with the package live, one directory each.
-INSTALLED = DATA_DIR / "emulator"
+#: Where the emulators installed with the package live, one directory each (package data under
+#: ``sunpy_momfbd/data/``, found by path: importing that top-layer package from here would be a cycle).
+INSTALLED = Path(__file__).resolve().parents[1] / "data" / "emulator"
 
 
 def installed_emulators():
