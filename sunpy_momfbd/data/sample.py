@@ -23,7 +23,9 @@ import sunpy.map
 from sunpy.coordinates import frames
 from sunpy.map.header_helper import make_fitswcs_header
 
+from sunpy_momfbd.forward import PhysicalForward
 from sunpy_momfbd.instruments import TELESCOPES, optical_setup
+from sunpy_momfbd.simulate import simulate_burst
 
 __all__ = ["sample_burst", "sample_scene", "scene_file"]
 
@@ -76,8 +78,6 @@ def _scene():
 
 def _cut(size, d_over_r0=None):
     """Return the centred part of the scene that a ``size``-pixel field plus the PSF margin (at a seeing) sees, and the margin."""
-    from sunpy_momfbd.forward import PhysicalForward  # noqa: PLC0415 - torch is heavy
-
     margin = PhysicalForward(_setup(), seeing=d_over_r0).psf_size // 2
     scene = _scene()
     extent = size + 2 * margin
@@ -90,8 +90,6 @@ def _cut(size, d_over_r0=None):
 
 @lru_cache(maxsize=4)
 def _simulate(size, n_frames, d_over_r0, isoplanatic_patch, seed):
-    from sunpy_momfbd.simulate import simulate_burst  # noqa: PLC0415 - torch is heavy
-
     cut, margin = _cut(size, d_over_r0)
     burst = simulate_burst(
         cut,

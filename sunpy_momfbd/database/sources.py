@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "PROCEDURAL_KINDS",
@@ -114,9 +117,6 @@ def read_image(path):
 
 
 def _read_fits(path):
-    from astropy.io import fits  # noqa: PLC0415
-    from astropy.utils.exceptions import AstropyWarning  # noqa: PLC0415
-
     with warnings.catch_warnings():
         # Headers of ground-based data often have non-standard keywords; only the pixels matter here.
         warnings.simplefilter("ignore", AstropyWarning)

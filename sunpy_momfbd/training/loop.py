@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from sunpy_momfbd import __version__
 from sunpy_momfbd.database.datasets import OnTheFlyDataset, StoreDataset, collate_samples
+from sunpy_momfbd.database.store import open_store
 from sunpy_momfbd.forward.emulator import EmulatorForward
 from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.training.certify import certified_ranges, error_summary
@@ -251,8 +252,6 @@ def _single_thread(_worker_id):
 def _patches(path):
     if not path:
         return None
-    from sunpy_momfbd.database.store import open_store  # noqa: PLC0415
-
     return np.asarray(open_store(path, "patches")["image"][:])
 
 
