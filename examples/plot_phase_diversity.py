@@ -1,7 +1,7 @@
 """
-===========================================
+=================================================
 Phase diversity: a focused and a defocused camera
-===========================================
+=================================================
 
 A phase-diversity camera records the same scene as the focused camera, at the same instants, but
 with a known defocus. Blind deconvolution from focused frames alone cannot tell the sign of the
