@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - only without a build (e.g. a bare sour
     except PackageNotFoundError:
         __version__ = "0.1.dev0"
 
-__all__ = ["__version__", "deconvolve", "deconvolve_many", "load", "save"]
+__all__ = ["__version__", "deconvolve", "deconvolve_many", "load", "save", "to_map"]
 
 #: Headline entry points, imported on first use so that ``import sunpy_momfbd`` stays light.
 _LAZY = {
@@ -27,6 +27,7 @@ _LAZY = {
     "deconvolve_many": "sunpy_momfbd.parallel",
     "load": "sunpy_momfbd.io",
     "save": "sunpy_momfbd.io",
+    "to_map": "sunpy_momfbd.io",
 }
 
 

@@ -6,11 +6,14 @@ import warnings
 
 import numpy as np
 
-from sunpy_momfbd.io import prepare_burst, solution_to_ndcube
+from sunpy_momfbd.io import prepare_burst, solution_to_ndcube, to_map
 from sunpy_momfbd.options import FORWARD_CHOICES, check_options
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
-__all__ = ["FORWARD_CHOICES", "deconvolve"]
+__all__ = ["FORWARD_CHOICES", "OUTPUT_CHOICES", "deconvolve"]
+
+#: Accepted values of ``output``.
+OUTPUT_CHOICES = ("ndcube", "map")
 
 
 def deconvolve(
@@ -27,6 +30,12 @@ def deconvolve(
     n_modes=44,
     device="auto",
     progress=True,
+    output="ndcube",
+    hdu=None,
+    fill_invalid=False,
+    drop_bad_frames=False,
+    select=None,
+    align=False,
     **solver_options,
 ):
     """
@@ -79,6 +88,27 @@ def deconvolve(
         "auto" (default: CUDA, then MPS, then CPU) or a torch device name.
     progress : bool, optional
         Show progress bars (default true).
+    output : {"ndcube", "map"}, optional
+        "ndcube" (default) returns an NDCube (NDCollection for several objects); "map" returns a
+        `~sunpy.map.GenericMap` (a dict of Maps for several objects), as `~sunpy_momfbd.to_map`
+        makes it.
+    hdu : int, str or list, optional
+        FITS input: the HDU(s) holding frames, by index or ``EXTNAME``; by default every image
+        HDU. A 3-D HDU is a cube of frames (see `~sunpy_momfbd.io.read_fits_frames`).
+    fill_invalid : bool, optional
+        Give NaN/inf pixels outside the input's mask no weight, like masked ones (default false:
+        they are an error naming the frame).
+    drop_bad_frames : bool, optional
+        Drop frames without variation over their valid pixels (all masked, blank, constant,
+        saturated) from every channel with a warning (default false: they are an error naming
+        the frame).
+    select : int, optional
+        Keep the ``select`` frames of highest RMS contrast (of the first channel) before the
+        solve (`~sunpy_momfbd.preprocess.select_frames`); by default all frames.
+    align : bool or {"subpixel", "pixel"}, optional
+        Co-align the frames on frame 0 of the first channel before the solve (True means
+        "subpixel"; `~sunpy_momfbd.preprocess.align_frames`); False by default. Selection runs
+        first. Both are recorded in ``meta["momfbd"]["preprocess"]``.
     **solver_options
         Further `~sunpy_momfbd.solver.SolverSettings` fields (``d_over_r0``, ``patch_size``,
         ``init_iterations``, ``object_prior``, ``frame_batch``, ``dtype``, ``seed`` …).
@@ -93,7 +123,8 @@ def deconvolve(
         holds the restored object as float32 in the input's unit and intensity scale; its WCS
         is that of the **reference frame**, frame 0 of the channel that sees the object (so a
         pixel of the result and of that frame have the same world coordinates); its mask is
-        True on the apodised border; its ``meta`` (a plain dict) carries the reference frame's
+        True on the apodised border and where no frame has valid data; its ``meta`` (a
+        `~sunpy_momfbd.io.ResultMeta`: ``meta["TELESCOP"]`` works) carries the reference frame's
         instrument keys, ``DATE-BEG``/``DATE-END`` of the burst, the provenance under
         ``meta["momfbd"]`` (package version, forward model with model-card id and weights
         SHA-256 and the reason it was chosen, solver settings, iterations, final loss, per-frame
@@ -144,6 +175,9 @@ def deconvolve(
         progress=progress,
         **solver_options,
     )
+    if output not in OUTPUT_CHOICES:
+        msg = f"output must be one of {', '.join(map(repr, OUTPUT_CHOICES))}, got {output!r}"
+        raise ValueError(msg)
     prepared = prepare_burst(
         data,
         telescope=telescope,
@@ -152,6 +186,11 @@ def deconvolve(
         optics=optics,
         diversity=diversity,
         n_modes=n_modes,
+        hdu=hdu,
+        fill_invalid=fill_invalid,
+        drop_bad_frames=drop_bad_frames,
+        select=select,
+        align=align,
     )
     setups = [c.setup for c in prepared.burst.channels]
     factory, forward_info = _choose_forward(forward, setups, device)
@@ -160,7 +199,8 @@ def deconvolve(
 
     solution = solve(prepared.burst, forward=factory, **options)
     _check_emulator_seeing(forward_info, factory, setups, solution)
-    return solution_to_ndcube(solution, prepared, forward_info=forward_info)
+    result = solution_to_ndcube(solution, prepared, forward_info=forward_info)
+    return to_map(result) if output == "map" else result
 
 
 def _card_id(model):

@@ -8,8 +8,10 @@ under ``filterwarnings = error``; tests that need a header without them delete t
 from functools import lru_cache
 
 import numpy as np
+from ndcube import NDCube
 
 import astropy.units as u
+import astropy.wcs
 from astropy.coordinates import SkyCoord
 from astropy.time import Time
 
@@ -59,6 +61,26 @@ def make_maps(n=3, shape=(48, 48), *, seed=0, cadence=1.0, **header):
         sunpy.map.Map(1000 + 100 * rng.random(shape), make_header(shape, (start + i * cadence * u.s).isot, **header))
         for i in range(n)
     ]
+
+
+def make_cube(maps, **kwargs):
+    """A 3-D NDCube (frame, y, x): the maps' celestial WCS plus a TIME axis."""
+    celestial = maps[0].wcs
+    wcs = astropy.wcs.WCS(naxis=3)
+    wcs.wcs.ctype = [*celestial.wcs.ctype, "TIME"]
+    wcs.wcs.cunit = [*celestial.wcs.cunit, "s"]
+    wcs.wcs.crpix = [*celestial.wcs.crpix, 1]
+    wcs.wcs.crval = [*celestial.wcs.crval, 0]
+    wcs.wcs.cdelt = [*celestial.wcs.cdelt, 1]
+    start = maps[0].date
+    wcs.wcs.timesys = "UTC"
+    wcs.wcs.dateref = start.isot
+    wcs.wcs.mjdref = [int(start.mjd), start.mjd - int(start.mjd)]
+    wcs.wcs.dateobs = start.isot
+    wcs.wcs.mjdobs = start.mjd
+    wcs.wcs.set()
+    meta = {k: maps[0].meta[k] for k in ("telescop", "instrume", "wavelnth", "waveunit")}
+    return NDCube(np.stack([m.data for m in maps]), wcs=wcs, unit=u.ct, meta=meta, **kwargs)
 
 
 @lru_cache(maxsize=1)

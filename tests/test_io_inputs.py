@@ -2,11 +2,10 @@ import copy
 
 import numpy as np
 import pytest
-from helpers_io import make_header, make_maps
+from helpers_io import make_cube, make_header, make_maps
 from ndcube import NDCube, NDCubeSequence
 
 import astropy.units as u
-import astropy.wcs
 from astropy.io import fits
 
 import sunpy.map
@@ -29,26 +28,6 @@ def _check(prepared, maps, *, sampling=SST_SAMPLING):
     np.testing.assert_array_equal(channel.frames, _stack(maps))
     assert channel.setup.sampling == pytest.approx(sampling, rel=1e-3)
     return channel
-
-
-def _cube(maps, **kwargs):
-    """A 3-D NDCube (frame, y, x): the maps' celestial WCS plus a TIME axis."""
-    celestial = maps[0].wcs
-    wcs = astropy.wcs.WCS(naxis=3)
-    wcs.wcs.ctype = [*celestial.wcs.ctype, "TIME"]
-    wcs.wcs.cunit = [*celestial.wcs.cunit, "s"]
-    wcs.wcs.crpix = [*celestial.wcs.crpix, 1]
-    wcs.wcs.crval = [*celestial.wcs.crval, 0]
-    wcs.wcs.cdelt = [*celestial.wcs.cdelt, 1]
-    start = maps[0].date
-    wcs.wcs.timesys = "UTC"
-    wcs.wcs.dateref = start.isot
-    wcs.wcs.mjdref = [int(start.mjd), start.mjd - int(start.mjd)]
-    wcs.wcs.dateobs = start.isot
-    wcs.wcs.mjdobs = start.mjd
-    wcs.wcs.set()
-    meta = {k: maps[0].meta[k] for k in ("telescop", "instrume", "wavelnth", "waveunit")}
-    return NDCube(_stack(maps), wcs=wcs, unit=u.ct, meta=meta, **kwargs)
 
 
 def test_list_tuple_and_sequence_of_maps():
@@ -75,7 +54,7 @@ def test_list_tuple_and_sequence_of_maps():
 
 def test_ndcube():
     maps = make_maps()
-    cube = _cube(maps)
+    cube = make_cube(maps)
     prepared = prepare_burst(cube)
     channel = _check(prepared, maps)
     assert channel.unit == u.ct
@@ -92,7 +71,7 @@ def test_ndcube_sequence_of_2d_and_3d_cubes():
     flat = NDCubeSequence([NDCube(m.data, wcs=m.wcs, unit=m.unit, meta=dict(m.meta)) for m in maps])
     channel = _check(prepare_burst(flat), maps)
     assert channel.times == [m.meta["date-obs"] for m in maps]
-    deep = NDCubeSequence([_cube(maps[:2]), _cube(maps[2:])])
+    deep = NDCubeSequence([make_cube(maps[:2]), make_cube(maps[2:])])
     _check(prepare_burst(deep), maps)
 
 
@@ -232,7 +211,7 @@ def test_bad_input_types(rng):
         prepare_burst([])
     with pytest.raises(ValueError, match="empty dict"):
         prepare_burst({})
-    with pytest.raises(TypeError, match="single path"):
+    with pytest.raises(FileNotFoundError, match=r"input file frame\.fits does not exist"):
         prepare_burst("frame.fits")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         prepare_burst(["no-such-file.fits", "other.fits"])
@@ -244,7 +223,7 @@ def test_bad_input_types(rng):
 
 def test_ndcube_frame_axis_must_come_first():
     maps = make_maps()
-    cube = _cube(maps)
+    cube = make_cube(maps)
     wcs = cube.wcs.low_level_wcs.swapaxes(1, 2)  # time axis in the middle of the array axes
     moved = NDCube(np.moveaxis(cube.data, 0, 1), wcs=wcs, meta=dict(cube.meta))
     with pytest.raises(ValueError, match=r"array axes \(frame, y, x\)"):
@@ -253,14 +232,14 @@ def test_ndcube_frame_axis_must_come_first():
 
 def test_pointing_difference_warns():
     maps = make_maps(2)
-    maps.append(sunpy.map.Map(np.ones((48, 48)), make_header(centre=(101.0, 200.0))))
+    maps.append(sunpy.map.Map(maps[1].data, make_header(centre=(101.0, 200.0))))
     with pytest.warns(SunpyMomfbdUserWarning, match="frame 2 points .* pixels away from frame 0"):
         prepare_burst(maps)
 
 
 def test_non_square_pixels():
     header = make_header()
-    maps = [sunpy.map.Map(np.ones((48, 48)), copy.copy(header) | {"cdelt2": 0.05}) for _ in range(2)]
+    maps = [sunpy.map.Map(m.data, copy.copy(header) | {"cdelt2": 0.05}) for m in make_maps(2)]
     with pytest.raises(ValueError, match="non-square pixels"):
         prepare_burst(maps)
 

@@ -3,28 +3,34 @@ The sunpy layer: user input to Burst, Solution to NDCube/NDCollection, and ASDF/
 """
 
 from sunpy_momfbd.io.files import check_output_path, load, save, to_fits_hdulist
+from sunpy_momfbd.io.fits_frames import read_fits_frames, read_fits_map
 from sunpy_momfbd.io.inputs import (
     PhaseDiversity,
     PreparedBurst,
     PreparedChannel,
     group_files,
     prepare_burst,
-    read_fits_map,
     waves,
 )
+from sunpy_momfbd.io.maps import SunpyAxisLabelPlotter, to_map
+from sunpy_momfbd.io.meta import ResultMeta
 from sunpy_momfbd.io.outputs import solution_to_ndcube
 
 __all__ = [
     "PhaseDiversity",
     "PreparedBurst",
     "PreparedChannel",
+    "ResultMeta",
+    "SunpyAxisLabelPlotter",
     "check_output_path",
     "group_files",
     "load",
     "prepare_burst",
+    "read_fits_frames",
     "read_fits_map",
     "save",
     "solution_to_ndcube",
     "to_fits_hdulist",
+    "to_map",
     "waves",
 ]

@@ -7,8 +7,10 @@ Each restored object becomes an NDCube with:
 * wcs: the spatial WCS of the **reference frame**, frame 0 of the focused channel that sees the
   object (the first frame of the burst), so pixel (x, y) of the result and of that frame have the
   same world coordinates;
-* mask: True on the border where the restoration is less reliable (see `~sunpy_momfbd.solver.Solution.borders`);
-* meta: a plain dict (ASDF-serialisable) with the reference frame's non-WCS header keys
+* mask: True on the border where the restoration is less reliable (see `~sunpy_momfbd.solver.Solution.borders`)
+  and where no frame has valid data (masked in every frame);
+* meta: a `~sunpy_momfbd.io.ResultMeta` (an ``NDMeta`` with case-insensitive keys, ASDF-serialisable)
+  with the reference frame's non-WCS header keys
   (``TELESCOP``, ``INSTRUME``, ``WAVELNTH``, ``DATE-OBS`` …), ``DATE-BEG``/``DATE-END`` of the
   burst, the provenance under ``"momfbd"`` and the wavefront solution under ``"wavefront"``.
 """
@@ -22,6 +24,8 @@ from ndcube import NDCollection, NDCube
 import astropy.units as u
 
 from sunpy_momfbd import __version__
+from sunpy_momfbd.io.maps import SunpyAxisLabelPlotter
+from sunpy_momfbd.io.meta import ResultMeta
 
 __all__ = ["solution_to_ndcube"]
 
@@ -79,6 +83,13 @@ def _channel_record(channel):
     return {k: v for k, v in record.items() if v is not None}
 
 
+def _masked_count(channel):
+    """Pixels with no weight in each frame (masked, invalid, or moved in by the alignment)."""
+    if channel.weights is None:
+        return [0] * len(channel.frames)
+    return [int(n) for n in (channel.weights == 0).sum(axis=(-2, -1))]
+
+
 def _provenance(solution, prepared, forward_info, object_id, border):
     times = sorted(t for c in prepared.channels if c.times for t in c.times if t)
     loss = list(solution.loss_history)
@@ -110,6 +121,8 @@ def _provenance(solution, prepared, forward_info, object_id, border):
         },
         "channels": {c.name: _channel_record(c) for c in prepared.channels},
         "notes": list(prepared.notes),
+        "preprocess": _plain(prepared.preprocess),
+        "masked_pixels": {c.name: _masked_count(c) for c in prepared.channels},
         "libraries": _library_versions(),
     }
 
@@ -143,6 +156,14 @@ def _header_meta(channel, times):
     return meta
 
 
+def _unconstrained(prepared, object_id):
+    """Pixels that no frame of any channel seeing the object measured (weight 0 everywhere)."""
+    channels = [c for c in prepared.channels if c.object_id == object_id]
+    if any(c.weights is None for c in channels):
+        return np.zeros(prepared.burst.shape, dtype=bool)
+    return np.all(np.stack([c.weights for c in channels]) == 0, axis=(0, 1))
+
+
 def solution_to_ndcube(solution, prepared, *, forward_info):
     """
     Package a solution as an NDCube (one object) or an NDCollection keyed by object name.
@@ -165,13 +186,15 @@ def solution_to_ndcube(solution, prepared, *, forward_info):
     for object_id in prepared.objects:
         channel = prepared.reference_channel(object_id)
         data = np.asarray(solution.objects[object_id], dtype=np.float32).copy()
-        mask = solution.mask(object_id)
+        mask = solution.mask(object_id) | _unconstrained(prepared, object_id)
         border = solution.borders[object_id]
         meta = _header_meta(channel, times)
         meta["momfbd"] = _provenance(solution, prepared, forward_info, object_id, border)
         meta["wavefront"] = copy.deepcopy(wavefront)
         wcs = channel.wcs.deepcopy() if hasattr(channel.wcs, "deepcopy") else copy.deepcopy(channel.wcs)
-        cubes[object_id] = NDCube(data, wcs=wcs, unit=channel.unit, mask=mask, meta=meta)
+        cube = NDCube(data, wcs=wcs, unit=channel.unit, mask=mask, meta=ResultMeta(meta))
+        cube.plotter = SunpyAxisLabelPlotter
+        cubes[object_id] = cube
     if prepared.single:
         return cubes[prepared.objects[0]]
     return NDCollection(list(cubes.items()), aligned_axes="all", meta={"objects": list(cubes)})
