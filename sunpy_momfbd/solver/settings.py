@@ -229,7 +229,7 @@ def _device(name, value):
         return value
     try:
         device = torch.device(value)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError, OverflowError):
         raise _invalid(name, value, "'auto' or a torch device name such as 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
     problem = _unavailable(device)
     if problem:
@@ -373,6 +373,11 @@ def check_loss(loss, iteration):
     iteration : int
         That iteration's number (from 1).
 
+    Returns
+    -------
+    float
+        ``loss``, when it is finite.
+
     Raises
     ------
     FloatingPointError
@@ -385,3 +390,4 @@ def check_loss(loss, iteration):
             "dtype=torch.float64, a larger object_prior or fewer modes (n_modes)"
         )
         raise FloatingPointError(msg)
+    return loss

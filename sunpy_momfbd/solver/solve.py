@@ -409,7 +409,7 @@ def _refine(problem, modes):
                 loss = loss + sum(prior_penalty(estimate[k], priors[k]) for k in estimate) / (n_data * n_pixels)
             loss.backward()
             total = total + loss.detach()
-        return float(total)
+        return check_loss(float(total), len(history) + 1)  # before a line search steps into NaN
 
     parameters = [o.variable for o in objects.values()]
     parameters += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
@@ -423,7 +423,6 @@ def _refine(problem, modes):
     with tqdm(total=settings.n_iterations, desc="MOMFBD", disable=not settings.progress, leave=False) as bar:
         for _ in range(settings.n_iterations):
             loss = float(optimiser.step(closure))
-            check_loss(loss, len(history) + 1)
             if settings.optimizer == "adam":
                 schedule.step()
             history.append(loss)
