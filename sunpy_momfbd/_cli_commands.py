@@ -60,7 +60,9 @@ def _add_solver_arguments(parser):
 
 def configure_deconvolve(parser):
     """Arguments of ``sunpy-momfbd deconvolve``."""
-    parser.add_argument("files", nargs="*", metavar="FILES", help="FITS files, one frame each")
+    parser.add_argument(
+        "files", nargs="*", metavar="FILES", help="FITS files: 2-D frames, 3-D cubes or one extension per frame"
+    )
     parser.add_argument(
         "--object",
         action="append",
@@ -78,8 +80,33 @@ def configure_deconvolve(parser):
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, .asdf (lossless) or .fits")
     _add_optics_arguments(parser)
+    _add_input_arguments(parser)
     parser.add_argument("--quicklook", metavar="PNG", help="also write a quicklook plot")
     _add_solver_arguments(parser)
+
+
+def _add_input_arguments(parser):
+    parser.add_argument("--hdu", metavar="HDU[,HDU...]", help="HDUs holding frames, by index or EXTNAME (default: all)")
+    parser.add_argument("--fill-invalid", action="store_true", help="give NaN/inf pixels no weight, as masked ones")
+    parser.add_argument("--drop-bad-frames", action="store_true", help="drop blank/constant frames with a warning")
+    parser.add_argument("--select", type=int, metavar="N", help="keep the N frames of highest contrast")
+    parser.add_argument(
+        "--align", choices=("subpixel", "pixel"), help="co-align the frames on the first one before the solve"
+    )
+
+
+def _input_options(args):
+    """Keyword arguments of deconvolve from the input flags."""
+    hdu = None
+    if args.hdu is not None:
+        hdu = [int(h) if h.strip().lstrip("-").isdigit() else h.strip() for h in args.hdu.split(",")]
+    return {
+        "hdu": hdu,
+        "fill_invalid": args.fill_invalid,
+        "drop_bad_frames": args.drop_bad_frames,
+        "select": args.select,
+        "align": args.align or False,
+    }
 
 
 def _add_optics_arguments(parser):
@@ -260,6 +287,7 @@ def run_deconvolve(args):
         n_iterations=args.iterations,
         device=args.device,
         progress=not args.quiet,
+        **_input_options(args),
         **_options(args.option),
     )
     seconds = time.perf_counter() - start

@@ -117,3 +117,19 @@ def test_unreadable_inputs_are_named(tmp_path):
     fits.writeto(four, np.zeros((2, 2, 8, 8)))
     with pytest.raises(ValueError, match=r"four\.fits has 4-D data of shape \(2, 2, 8, 8\)"):
         prepare_burst(four)
+
+
+def test_command_line_reads_extensions_selects_and_aligns(tmp_path, capsys):
+    from sunpy_momfbd import cli, load
+
+    path = _write_extensions(tmp_path / "burst.fits", _maps())
+    output = tmp_path / "out.asdf"
+    fast = ["--iterations", "1", "--option", "init_iterations=0", "--quiet"]
+    args = ["deconvolve", str(path), "--hdu", "FRAME0,2,3", "--select", "2", "--align", "pixel", "-o", str(output)]
+    assert cli.main([*args, *fast]) == 0
+    preprocess = load(output).meta["momfbd"]["preprocess"]
+    assert len(preprocess["selected"]) == 2
+    assert preprocess["align"]["method"] == "pixel"
+    capsys.readouterr()
+    assert cli.main(["deconvolve", str(path), "--hdu", "FRAME7", "-o", str(tmp_path / "x.asdf"), *fast]) == 2
+    assert "has no image HDU 'FRAME7'" in capsys.readouterr().err
