@@ -133,3 +133,79 @@ def test_fits_collection_one_hdu_per_object(result, tmp_path):
         assert [h.header.get("EXTNAME") for h in hdul] == ["wb", "nb"]
     maps = sunpy.map.Map(path)
     assert len(maps) == 2
+
+
+# ---------------------------------------------------------------------- files that cannot lie
+
+
+def _corrupt(raw, how):
+    if how == "half":
+        return raw[: len(raw) // 2]
+    if how == "short by 200 bytes":
+        return raw[:-200]
+    flipped = bytearray(raw)
+    flipped[raw.index(b"\xd3BLK") + 200] ^= 0x01  # one bit inside the first data block
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize("how", ["half", "short by 200 bytes", "one bit flipped"])
+def test_damaged_files_are_refused(result, tmp_path, how):
+    path = save(result, tmp_path / "result.asdf")
+    damaged = tmp_path / "damaged.asdf"
+    damaged.write_bytes(_corrupt(path.read_bytes(), how))
+    with pytest.raises(
+        ValueError, match=rf"cannot read {damaged} as a sunpy-momfbd result \(truncated or corrupted\?\)"
+    ):
+        load(damaged)
+
+
+def test_foreign_asdf_is_refused(result, tmp_path):
+    import asdf
+
+    foreign = tmp_path / "foreign.asdf"
+    asdf.AsdfFile({"result": "a string", "sunpy_momfbd_version": __version__}).write_to(foreign)
+    with pytest.raises(ValueError, match=rf"{foreign} holds a str where save writes an NDCube or NDCollection"):
+        load(foreign)
+    other = tmp_path / "other.asdf"
+    asdf.AsdfFile({"result": result}).write_to(other)  # an NDCube, but not written by save
+    with pytest.raises(ValueError, match=rf"{other} holds no sunpy-momfbd result"):
+        load(other)
+    with pytest.raises(IsADirectoryError, match="is a directory, not a result file"):
+        load(tmp_path)
+
+
+def test_stale_temporary_files_are_removed_live_ones_kept(result, tmp_path):
+    import fcntl
+
+    stale = tmp_path / ".result.asdf.killed01.part"  # a killed writer's leftover: nobody holds it
+    stale.write_bytes(b"half a file")
+    live = tmp_path / ".result.asdf.writing.part"  # another writer, still at work: it holds a lock
+    live.write_bytes(b"being written")
+    other = tmp_path / ".other.asdf.killed02.part"  # another target's: not ours to judge
+    other.write_bytes(b"")
+    with open(live, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        save(result, tmp_path / "result.asdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "result.asdf"])
+
+
+def test_writes_reach_the_disk_before_the_rename(result, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd):
+        events.append(("fsync", "directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        real_fsync(fd)
+
+    def link(*args, **kwargs):
+        events.append(("link",))
+        real_link(*args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    save(result, tmp_path / "result.asdf")
+    # The file's data first, then the new name, then the directory entry.
+    assert events == [("fsync", "file"), ("link",), ("fsync", "directory")]

@@ -324,14 +324,15 @@ def test_default_emulator_against_physical_forward():
         errors.append(float(relative_error(emulated, exact, margin=8)[0]))
         # Baseline: the object itself, i.e. no blur at all.
         baseline.append(float(relative_error(sample["image"][None], exact, margin=8)[0]))
-    # Loose bounds for the CPU-trained weights (validation median 0.46, see the card): far better
-    # than no blur, and no worse than measured when they were shipped.
+    # The CPU-trained weights: far better than no blur (median 2.15 on these samples), and no
+    # worse than measured on exactly these samples when they were shipped.
     assert np.median(errors) < 0.4 * np.median(baseline)
     assert np.median(errors) < DEFAULT_BOUND
 
 
-#: Loose CI bound on the median relative error of the shipped default emulator (measured 0.46).
-DEFAULT_BOUND = 0.7
+#: Bound on the median relative error of the shipped default emulator on the 10 held-out samples
+#: above: measured 0.545 (the card's validation median over more samples is 0.46), plus 0.015.
+DEFAULT_BOUND = 0.56
 
 
 def test_corrupted_default_copy_gives_clear_errors(tmp_path):
