@@ -328,7 +328,7 @@ def run_demo(args):
             raise FileExistsError(msg)
 
     from sunpy_momfbd import deconvolve, save  # noqa: PLC0415
-    from sunpy_momfbd.data.sample import sample_burst, sample_scene  # noqa: PLC0415
+    from sunpy_momfbd.data import sample_burst, sample_scene  # noqa: PLC0415
     from sunpy_momfbd.visualization import plot_restoration  # noqa: PLC0415
 
     start = time.perf_counter()

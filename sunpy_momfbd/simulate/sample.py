@@ -25,7 +25,7 @@ from sunpy.map.header_helper import make_fitswcs_header
 
 from sunpy_momfbd.forward import PhysicalForward
 from sunpy_momfbd.instruments import TELESCOPES, optical_setup
-from sunpy_momfbd.simulate import simulate_burst
+from sunpy_momfbd.simulate.burst import simulate_burst
 
 __all__ = ["sample_burst", "sample_scene", "scene_file"]
 
@@ -183,7 +183,7 @@ def sample_burst(*, n_frames=8, size=160, d_over_r0=8.0, isoplanatic_patch=80.0,
 
     Examples
     --------
-    >>> from sunpy_momfbd.data.sample import sample_burst
+    >>> from sunpy_momfbd.data import sample_burst
     >>> burst = sample_burst(n_frames=3, size=48)
     >>> len(burst), burst[0].instrument, burst[0].wavelength
     (3, 'VBI', <Quantity 450.4 nm>)
