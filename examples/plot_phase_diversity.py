@@ -82,8 +82,9 @@ for name, result in results.items():
 print(f"{'truth':>15}: defocus {np.round(true_defocus, 2)} rad")
 
 ###############################################################################
-# Without the diversity channel the fitted defocus may come out with the wrong sign (its twin);
-# with it, the signs follow the truth.
+# Without the diversity channel the solver cannot tell the sign of the even modes, and it leaves
+# the defocus near zero; with it, the fitted defocus follows the true one in sign and roughly in
+# size, and the restoration is closer to the truth (compare the errors printed above).
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
 limits = np.percentile(truth, [1, 99])
