@@ -19,13 +19,14 @@ except ImportError:  # pragma: no cover - only without a build (e.g. a bare sour
     except PackageNotFoundError:
         __version__ = "0.1.dev0"
 
-__all__ = ["__version__", "deconvolve", "deconvolve_many", "load", "save", "to_map"]
+__all__ = ["__version__", "deconvolve", "deconvolve_many", "load", "load_series", "save", "to_map"]
 
 #: Headline entry points, imported on first use so that ``import sunpy_momfbd`` stays light.
 _LAZY = {
     "deconvolve": "sunpy_momfbd.api",
     "deconvolve_many": "sunpy_momfbd.parallel",
     "load": "sunpy_momfbd.io",
+    "load_series": "sunpy_momfbd.io",
     "save": "sunpy_momfbd.io",
     "to_map": "sunpy_momfbd.io",
 }

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,43 @@ def test_writes_reach_the_disk_before_the_rename(result, tmp_path, monkeypatch):
     save(result, tmp_path / "result.asdf")
     # The file's data first, then the new name, then the directory entry.
     assert events == [("fsync", "file"), ("link",), ("fsync", "directory")]
+
+
+def _dated(result, date):
+    meta = {k: v for k, v in dict(result.meta).items() if k.lower() not in ("date-beg", "date-obs")}
+    return NDCube(result.data, wcs=result.wcs, unit=result.unit, mask=result.mask, meta={**meta, "DATE-BEG": date})
+
+
+def test_load_series_orders_a_campaign_by_time(result, tmp_path):
+    from ndcube import NDCubeSequence
+
+    from sunpy_momfbd import load_series
+
+    # File names in the opposite order to the bursts' times.
+    dates = {"a.asdf": "2023-06-01T08:02:00", "b.asdf": "2023-06-01T08:01:00", "c.asdf": "2023-06-01T08:00:00"}
+    for name, date in dates.items():
+        save(_dated(result, date), tmp_path / name)
+    (tmp_path / ".d.asdf.x1.part").write_bytes(b"a killed write")  # ignored
+    (tmp_path / "table.ecsv").write_text("not a result")  # ignored
+    series = load_series(tmp_path)
+    assert isinstance(series, NDCubeSequence)
+    assert series.meta["dates"] == ["2023-06-01T08:00:00.000", "2023-06-01T08:01:00.000", "2023-06-01T08:02:00.000"]
+    assert [Path(f).name for f in series.meta["files"]] == ["c.asdf", "b.asdf", "a.asdf"]
+    np.testing.assert_array_equal(series[0].data, result.data)
+    assert series.meta == load_series([tmp_path / "a.asdf", tmp_path / "c.asdf", tmp_path / "b.asdf"]).meta
+
+
+def test_load_series_errors_name_the_file(result, tmp_path):
+    from sunpy_momfbd import load_series
+
+    with pytest.raises(FileNotFoundError, match=rf"no result files matching '\*\.asdf' in {tmp_path}"):
+        load_series(tmp_path)
+    undated = NDCube(result.data, wcs=result.wcs, meta={"telescop": "DKIST"})
+    path = save(undated, tmp_path / "undated.asdf")
+    with pytest.raises(ValueError, match=rf"{path} has no DATE-BEG or DATE-OBS"):
+        load_series(tmp_path)
+    both = NDCollection([("wb", result), ("nb", result)], aligned_axes="all")
+    pair = save(both, tmp_path / "pair.asdf")
+    with pytest.raises(ValueError, match=rf"{pair} holds the objects 'nb', 'wb': choose one with object_name="):
+        load_series([pair])
+    assert load_series([pair], object_name="nb").meta["files"] == [str(pair)]

@@ -2,7 +2,7 @@
 The sunpy layer: user input to Burst, Solution to NDCube/NDCollection, and ASDF/FITS files.
 """
 
-from sunpy_momfbd.io.files import check_output_path, load, save, to_fits_hdulist
+from sunpy_momfbd.io.files import check_output_path, load, load_series, save, to_fits_hdulist
 from sunpy_momfbd.io.fits_frames import read_fits_frames, read_fits_map
 from sunpy_momfbd.io.inputs import (
     PhaseDiversity,
@@ -25,6 +25,7 @@ __all__ = [
     "check_output_path",
     "group_files",
     "load",
+    "load_series",
     "prepare_burst",
     "read_fits_frames",
     "read_fits_map",

@@ -34,7 +34,7 @@ from ndcube import NDCollection, NDCube
 from astropy.io import fits
 from astropy.wcs import WCS
 
-__all__ = ["ASDF_SUFFIXES", "FITS_SUFFIXES", "check_output_path", "load", "save", "to_fits_hdulist"]
+__all__ = ["ASDF_SUFFIXES", "FITS_SUFFIXES", "check_output_path", "load", "load_series", "save", "to_fits_hdulist"]
 
 ASDF_SUFFIXES = (".asdf",)
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
@@ -259,6 +259,78 @@ def load(path):
         raise ValueError(msg)
     _check_loaded(tree[_TREE_KEY], path)
     return tree[_TREE_KEY]
+
+
+def load_series(paths_or_dir, *, pattern="*.asdf", object_name=None):
+    """
+    Load the restorations of a campaign as one `~ndcube.NDCubeSequence`, in time order.
+
+    Parameters
+    ----------
+    paths_or_dir : str, `pathlib.Path` or list of them
+        A directory (such as the ``output_dir`` of `~sunpy_momfbd.deconvolve_many`), whose files
+        matching ``pattern`` are read (hidden files, such as a write's temporary file, are
+        skipped), or a list of files.
+    pattern : str, optional
+        Glob of the result files in a directory, ``"*.asdf"`` by default.
+    object_name : str, optional
+        For results of several objects (NDCollections): the object to take, e.g. ``"nb"``.
+
+    Returns
+    -------
+    `~ndcube.NDCubeSequence`
+        The restored objects ordered by the start of their bursts (``DATE-BEG``, else
+        ``DATE-OBS``); ``meta["files"]`` and ``meta["dates"]`` list the files and start times in
+        that order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a directory holds no matching file, or a given file does not exist.
+    ValueError
+        If a file is not a complete result (see `load`), has no date, or holds several objects
+        and ``object_name`` does not name one of them. The message names the file.
+    """
+    from ndcube import NDCubeSequence  # noqa: PLC0415
+
+    paths = _series_paths(paths_or_dir, pattern)
+    entries = sorted((_series_entry(path, object_name) for path in paths), key=lambda entry: entry[0])
+    cubes = [cube for _, _, cube in entries]
+    return NDCubeSequence(
+        cubes, meta={"files": [str(path) for _, path, _ in entries], "dates": [d.isot for d, _, _ in entries]}
+    )
+
+
+def _series_paths(paths_or_dir, pattern):
+    if isinstance(paths_or_dir, str | os.PathLike) and Path(paths_or_dir).is_dir():
+        directory = Path(paths_or_dir)
+        paths = sorted(p for p in directory.glob(pattern) if not p.name.startswith(".") and p.is_file())
+        if not paths:
+            msg = f"no result files matching {pattern!r} in {directory}"
+            raise FileNotFoundError(msg)
+        return paths
+    paths = [Path(p) for p in ([paths_or_dir] if isinstance(paths_or_dir, str | os.PathLike) else paths_or_dir)]
+    if not paths:
+        msg = "paths_or_dir is an empty list: give result files or a directory of them"
+        raise ValueError(msg)
+    return paths
+
+
+def _series_entry(path, object_name):
+    from astropy.time import Time  # noqa: PLC0415
+
+    result = load(path)
+    if isinstance(result, NDCollection):
+        if object_name not in result:
+            msg = f"{path} holds the objects {', '.join(map(repr, result))}: choose one with object_name="
+            raise ValueError(msg)
+        result = result[object_name]
+    meta = result.meta if isinstance(result.meta, dict) else {}
+    text = next((meta[k] for key in ("date-beg", "date-obs") for k in (key, key.upper()) if meta.get(k)), None)
+    if text is None:
+        msg = f"{path} has no DATE-BEG or DATE-OBS in its meta: it cannot be placed in time"
+        raise ValueError(msg)
+    return Time(text), path, result
 
 
 def _check_loaded(result, path):
