@@ -481,10 +481,19 @@ def main(argv=None):
         return _report(args.command, exc)
 
 
+def _input_errors():
+    """Errors of the libraries that read the user's files: metadata sunpy refuses (an AttributeError)."""
+    try:
+        from sunpy.map.mapbase import MapMetaValidationError  # noqa: PLC0415 - only on the error path
+    except ImportError:  # pragma: no cover - a sunpy without it
+        return ()
+    return (MapMetaValidationError,)
+
+
 def _report(command, exc):
     """Print an error as one line on stderr; return the exit status."""
     message = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, _USER_ERRORS):
+    if isinstance(exc, _USER_ERRORS + _input_errors()):
         print(f"{PROG} {command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(

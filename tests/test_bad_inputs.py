@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_io import FAST, make_maps
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import astropy.units as u
@@ -28,6 +28,8 @@ from sunpy_momfbd.solver import SolverSettings
 from sunpy_momfbd.solver.settings import MAX_MODES, check_loss
 
 SETUP = OpticalSetup(sampling=2.2)
+#: Header keys of DKIST/VBI frames (2.29 pixels per λ/D at 450.4 nm and 0.0101"/px).
+VBI = {"telescope": "Daniel K. Inouye Solar Telescope", "instrument": "VBI"}
 
 
 def _no_solve(monkeypatch):
@@ -170,8 +172,7 @@ def test_non_finite_loss_stops_with_advice(rng):
 def fits_frames(tmp_path_factory):
     directory = tmp_path_factory.mktemp("frames")
     paths = []
-    vbi = {"telescope": "Daniel K. Inouye Solar Telescope", "instrument": "VBI"}
-    for index, m in enumerate(make_maps(scale=0.0101, wavelength=450.4 * u.nm, **vbi)):
+    for index, m in enumerate(make_maps(scale=0.0101, wavelength=450.4 * u.nm, **VBI)):
         path = directory / f"frame_{index}.fits"
         m.save(path)
         paths.append(str(path))
@@ -237,3 +238,58 @@ def test_generated_option_values_give_only_named_errors(name, value):
 
 
 _FLAGS = {"fit_diversity", "refine_wavefronts", "mixed_precision", "checkpointing", "progress"}
+
+
+# ------------------------------------------------------------------------------ generated headers
+
+#: Header values a real (or broken) file might carry.
+HEADER_VALUES = {
+    "WAVELNTH": st.one_of(st.floats(allow_nan=True, allow_infinity=False, width=32), st.just("630.2")),
+    "WAVEUNIT": st.sampled_from(["nm", "Angstrom", "m", "um", -9, -10, 0, "furlong", "", "pix"]),
+    "CDELT1": st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, width=32),
+    "CDELT2": st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, width=32),
+    "CUNIT1": st.sampled_from(["arcsec", "deg", "m", "", "nonsense"]),
+    "TELESCOP": st.sampled_from(["DKIST", "Daniel K. Inouye Solar Telescope", "GREGOR", "nowhere", ""]),
+    "DATE-OBS": st.sampled_from(["2023-06-01T08:00:00", "yesterday", ""]),
+    "BUNIT": st.sampled_from(["ct", "DN", "W", "nonsense", ""]),
+}
+
+
+def _write_frames(directory, changes):
+    from astropy.io import fits
+
+    paths = []
+    for index, m in enumerate(make_maps(n=2, shape=(48, 48), scale=0.0101, wavelength=450.4 * u.nm, **VBI)):
+        header = fits.Header(m.fits_header)
+        for key, value in changes.items():
+            if value == "":
+                header.remove(key, ignore_missing=True)  # a missing key
+            else:
+                header[key] = value
+        paths.append(directory / f"frame_{index}.fits")
+        fits.writeto(paths[-1], np.asarray(m.data, dtype=np.float32), header)
+    return [str(p) for p in paths]
+
+
+@pytest.mark.filterwarnings("ignore")  # odd headers warn in many ways; only errors are judged here
+@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.fixed_dictionaries({}, optional=HEADER_VALUES))
+@example(changes={})  # the unchanged header restores
+def test_generated_headers_give_a_result_or_one_named_error(tmp_path_factory, capsys, changes):
+    directory = tmp_path_factory.mktemp("headers")
+    inputs, output = directory / "in", directory / "out"
+    inputs.mkdir()
+    output.mkdir()
+    try:
+        files = _write_frames(inputs, changes)
+    except (ValueError, TypeError, OSError):  # astropy refuses to write such a header: not our input
+        return
+    argv = ["deconvolve", *files, "-o", str(output / "result.asdf"), "--iterations", "0", "--quiet"]
+    status = cli.main([*argv, "--option", "init_iterations=0"])
+    err = capsys.readouterr().err
+    assert status in (0, cli.EXIT_USER_ERROR), err  # never an internal error
+    if status:
+        assert err.count("\n") == 1
+        assert list(output.iterdir()) == []  # nothing written on failure
+    else:
+        assert [p.name for p in output.iterdir()] == ["result.asdf"]
