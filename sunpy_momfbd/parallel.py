@@ -387,7 +387,10 @@ def _absolute_files(name, data):
     """Return ``data`` with its file paths made absolute, after checking that they exist."""
     for value in data.values() if isinstance(data, Mapping) else [data]:
         if _is_path(value):  # e.g. a glob pattern or a directory: it would fail in every task
-            msg = f"scan {name!r}: give a list of files (one frame each), got the single path {value!s}"
+            msg = (
+                f"scan {name!r}: give a list of files (a 3-D cube or multi-extension file as a one-element "
+                f"list), got the single path {value!s}"
+            )
             raise TypeError(msg)
     if isinstance(data, Mapping) and _is_files(data):
         return {channel: _absolute_files(name, files) for channel, files in data.items()}
