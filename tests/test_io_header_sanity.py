@@ -43,7 +43,9 @@ def test_angstrom_value_with_nm_waveunit_is_refused(tmp_path):
 def test_absurd_sampling_is_refused():
     maps = _edited(make_maps(3), cunit1="arcmin", cunit2="arcmin")  # 0.044 arcmin, not arcsec
     with (
-        pytest.raises(ValueError, match=r"frame 0: 0\.0508 pixels per λ/D .* outside the plausible 0\.5 to 12"),
+        pytest.raises(
+            ValueError, match=r"frame 0: a sampling of 0\.0508 pixels per λ/D .* outside the plausible 0\.5 to 12"
+        ),
         pytest.warns(SunpyMomfbdUserWarning, match="below Nyquist"),
     ):
         prepare_burst(maps)

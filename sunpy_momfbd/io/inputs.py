@@ -911,7 +911,7 @@ def _channel_optics(frames, prefix, *, telescope, wavelength, pixel_scale, optic
         )
         raise ValueError(msg)
     setup = optical_setup(found_telescope, wave, scale, n_modes=n_modes)
-    if wavelength is None or pixel_scale is None:  # a value read from a header may be wrong
+    if pixel_scale is None:  # a header's plate scale may be wrong (its wavelength is range-checked above)
         _check_sampling(setup, found_telescope, wave, scale, prefix, first)
     return setup, wave, scale, found_telescope, instrument
 
@@ -931,7 +931,7 @@ def _check_sampling(setup, telescope, wave, scale, prefix, label):
     low, high = _SAMPLING_RANGE
     if not low <= setup.sampling <= high:
         msg = (
-            f"{prefix}{label}: {setup.sampling:.3g} pixels per λ/D (wavelength {wave.to(u.nm):.4g}, pixel scale "
+            f"{prefix}{label}: a sampling of {setup.sampling:.3g} pixels per λ/D (wavelength {wave.to(u.nm):.4g}, pixel scale "
             f"{scale.to(u.arcsec / u.pix):.4g}, diameter {telescope.diameter:.3g}) is outside the plausible "
             f"{low:g} to {high:g}: check WAVELNTH/WAVEUNIT and CDELT/CUNIT, or pass wavelength=... and pixel_scale=..."
         )
