@@ -23,7 +23,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from dask.distributed import Client, LocalCluster
-from ndcube import NDCubeSequence
 
 import astropy.units as u
 from astropy.time import Time
@@ -70,12 +69,12 @@ with (
 print(table["name", "status", "seconds", "iterations", "d_over_r0"])
 
 ###############################################################################
-# Reopen the files as an `~ndcube.NDCubeSequence` ordered in time: each cube keeps its WCS,
-# its mask and its provenance, including the burst's start time and the fitted seeing.
+# Reopen the results as a time series: `sunpy_momfbd.load_series` reads a campaign's directory
+# into an `~ndcube.NDCubeSequence` ordered by the start of each burst. Each cube keeps its WCS,
+# its mask and its provenance, including the fitted seeing.
 
-cubes = [sunpy_momfbd.load(path) for path in table["path"]]
-series = NDCubeSequence(sorted(cubes, key=lambda cube: cube.meta["date-beg"]))
-times = Time([cube.meta["date-beg"] for cube in series])
+series = sunpy_momfbd.load_series(output)
+times = Time(series.meta["dates"])
 print(series.shape, (times - times[0]).to(u.s))
 
 ###############################################################################
