@@ -81,6 +81,8 @@ def test_multi_extension_burst_reads_as_the_maps(tmp_path):
     _assert_same_frames(by_name, [maps[0], maps[2]])
     with pytest.raises(ValueError, match=r"burst\.fits has no image HDU 'FRAME7'; its HDUs: 0 'PRIMARY', 1 'FRAME0'"):
         prepare_burst(path, hdu="FRAME7")
+    with pytest.raises(ValueError, match=r"hdu=1 selects HDUs of FITS files, but the frames are a list"):
+        prepare_burst(maps, hdu=1)
 
 
 def test_cube_and_extensions_restore_as_the_maps(tmp_path):

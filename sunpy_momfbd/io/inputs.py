@@ -462,6 +462,12 @@ def _read_files(paths, hdu):
 
 def _read(value, prefix, hdu=None):
     """Read one channel's frames from any accepted input type."""
+    files = isinstance(value, str | Path) or (
+        isinstance(value, list | tuple) and value and all(isinstance(v, str | Path) for v in value)
+    )
+    if hdu is not None and not files:
+        msg = f"{prefix}hdu={hdu!r} selects HDUs of FITS files, but the frames are a {type(value).__name__}"
+        raise ValueError(msg)
     if isinstance(value, sunpy.map.MapSequence):
         if not value.maps:
             msg = f"{prefix}the MapSequence is empty: a burst needs frames"
