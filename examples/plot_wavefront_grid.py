@@ -71,7 +71,7 @@ for name, result in results.items():
 axes["c"].axhline(8, color="gray", linestyle="--", label="simulated D/r0")
 axes["c"].set_xlabel("frame")
 axes["c"].set_ylabel("fitted D/r0")
-axes["c"].legend()
+legend = axes["c"].legend()
 
 ###############################################################################
 # The wavefront maps of the variant solution, ``meta["wavefront"]["modes"]`` (radians, shape
