@@ -534,7 +534,7 @@ def run_oracle(data, options):
     start = time.perf_counter()
     settings = SolverSettings(mode_grid=tuple(modes.shape[-2:]), progress=False, device="cpu")
     problem = _Problem(Burst(_channels(data, setup)), settings)
-    problem.use_forward(seeing=float(data["d_over_r0"]))  # the simulation's model
+    problem.use_forward(seeing=float(data["d_over_r0"]), nodes_per_cell=2)  # the simulation's model
     if problem.padding != int(data["margin"]):
         msg = f"the solver pads by {problem.padding} px but the scene margin is {int(data['margin'])} px"
         raise RuntimeError(msg)

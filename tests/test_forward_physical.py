@@ -143,10 +143,12 @@ def test_nodes_sit_on_the_mode_grid_and_their_weights_sum_to_one():
         total = np.zeros(n_pixels + 200)
         np.add.at(total, axis.pixels + 100, axis.weights)
         np.testing.assert_allclose(total[100 : 100 + n_pixels], 1.0)
-    # By default, half the smaller cell on both axes.
+    # By default, half the smaller cell on both axes; with one node per cell, the smaller cell.
     assert np.diff(along_y.positions)[0] == 12.5
     assert np.diff(along_x.positions)[0] == 12.5
     assert model.psf_size == 48
+    coarse_y, coarse_x = PhysicalForward(OpticalSetup(sampling=2.0), nodes_per_cell=1).node_layout((250, 100), (5, 4))
+    assert np.diff(coarse_y.positions)[0] == np.diff(coarse_x.positions)[0] == 25
 
 
 @pytest.mark.parametrize("d_over_r0", [12.0, 20.0])
@@ -192,6 +194,9 @@ def test_non_finite_and_non_tensor_inputs_are_rejected():
         model(np.zeros((1, 16, 16)), modes)
     with pytest.raises(ValueError, match="node_spacing"):
         PhysicalForward(OpticalSetup(sampling=2.0), node_spacing=0)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=f"nodes_per_cell must be a positive integer, got {bad!r}"):
+            PhysicalForward(OpticalSetup(sampling=2.0), nodes_per_cell=bad)
     with pytest.raises(ValueError, match="seeing must be a positive D/r0"):
         PhysicalForward(OpticalSetup(sampling=2.0), seeing=-3.0)
 

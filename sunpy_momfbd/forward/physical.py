@@ -3,6 +3,7 @@ The exact, physics-based spatially variant forward model.
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -50,9 +51,9 @@ class PhysicalForward(ForwardModel):
     setup : `~sunpy_momfbd.optics.OpticalSetup`
         Sampling, obscuration and number of modes.
     node_spacing : int, optional
-        Distance between PSF nodes in pixels. By default half the spacing of the mode grid
-        (``min(H / gy, W / gx) / 2``), clipped to 8–64 pixels; a 1×1 mode grid is convolved with a
-        single PSF.
+        Distance between PSF nodes in pixels. By default the spacing of the mode grid divided by
+        ``nodes_per_cell`` (``min(H / gy, W / gx) / nodes_per_cell``), clipped to 8–64 pixels; a
+        1×1 mode grid is convolved with a single PSF.
     psf_size : int, optional
         Size of each node PSF in pixels (its field of view is ``psf_size / sampling`` λ/D). By
         default the size that gives a 24-pixel pupil, ``2 * ceil(12 * sampling)``, or the size for
@@ -61,6 +62,11 @@ class PhysicalForward(ForwardModel):
         D/r0 at the setup's wavelength that the wavefronts may reach; if given (and ``psf_size``
         is not), the PSFs span ``3 D/r0`` λ/D so that a seeing-limited halo does not wrap around,
         never less than the default and at most 64 λ/D.
+    nodes_per_cell : int, optional
+        Nodes per mode-grid cell along each axis when ``node_spacing`` is not given: 2 (default)
+        keeps the model within about 1 % of the per-pixel exact blur; 1 puts the nodes on the grid
+        points only (PSFs blended between them, as overlapping patches are), about 1.8 times
+        cheaper and a few per cent less exact.
 
     Examples
     --------
@@ -74,11 +80,13 @@ class PhysicalForward(ForwardModel):
     torch.Size([2, 64, 64])
     """
 
-    def __init__(self, setup, node_spacing=None, psf_size=None, seeing=None):
+    def __init__(self, setup, node_spacing=None, psf_size=None, seeing=None, nodes_per_cell=2):
         super().__init__(setup)
-        if node_spacing is not None and (int(node_spacing) != node_spacing or node_spacing < 1):
-            msg = f"node_spacing must be a positive integer number of pixels, got {node_spacing!r}"
-            raise ValueError(msg)
+        for name, value in (("node_spacing", node_spacing), ("nodes_per_cell", nodes_per_cell)):
+            whole = isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
+            if value is not None and not (whole and value >= 1):
+                msg = f"{name} must be a positive integer, got {value!r}"
+                raise ValueError(msg)
         if seeing is not None and not (np.isfinite(seeing) and seeing > 0):
             msg = f"seeing must be a positive D/r0, got {seeing!r}"
             raise ValueError(msg)
@@ -93,6 +101,7 @@ class PhysicalForward(ForwardModel):
             msg = f"psf_size must be an integer of at least 4 pixels, got {psf_size!r}"
             raise ValueError(msg)
         self.node_spacing = None if node_spacing is None else int(node_spacing)
+        self.nodes_per_cell = int(nodes_per_cell)
         self.psf_size = int(psf_size)
 
     def node_layout(self, image_size, grid_size):
@@ -120,7 +129,7 @@ class PhysicalForward(ForwardModel):
         target = self.node_spacing
         if target is None:
             cell = min(image_size[0] / grid_size[0], image_size[1] / grid_size[1])
-            target = min(max(cell / 2, MIN_NODE_SPACING), MAX_NODE_SPACING)
+            target = min(max(cell / self.nodes_per_cell, MIN_NODE_SPACING), MAX_NODE_SPACING)
         return [_AxisNodes.on_grid(n, g, target) for n, g in zip(image_size, grid_size, strict=True)]
 
     def _blur(self, obj, modes):
