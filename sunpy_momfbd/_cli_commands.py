@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "CLIError",
     "configure_campaign",
     "configure_deconvolve",
     "configure_demo",
@@ -27,10 +28,10 @@ DEMO_STEM = "momfbd_demo"
 DEMO_ITERATIONS = 30
 
 
-def _error(message):
-    from sunpy_momfbd.cli import CLIError  # noqa: PLC0415
-
-    return CLIError(message)
+class CLIError(Exception):
+    """
+    An error in the user's input, reported as a one-line message with exit status 2.
+    """
 
 
 def _add_solver_arguments(parser):
@@ -123,18 +124,18 @@ def _quantity(text, what, physical_type):
     try:
         value = u.Quantity(text)
     except (TypeError, ValueError):
-        raise _error(f"{what}: cannot read {text!r} as a quantity with a unit (e.g. 1.5m)") from None
+        raise CLIError(f"{what}: cannot read {text!r} as a quantity with a unit (e.g. 1.5m)") from None
     if value.unit.physical_type != physical_type:
-        raise _error(f"{what}: {text!r} is not a {physical_type}")
+        raise CLIError(f"{what}: {text!r} is not a {physical_type}")
     return value
 
 
 def _key_value(text, what):
     if "=" not in text:
-        raise _error(f"{what} must look like NAME=VALUE, got {text!r}")
+        raise CLIError(f"{what} must look like NAME=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     if not key or not value:
-        raise _error(f"{what} must look like NAME=VALUE, got {text!r}")
+        raise CLIError(f"{what} must look like NAME=VALUE, got {text!r}")
     return key, value
 
 
@@ -145,9 +146,9 @@ def _mode_grid(text):
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise _error(f"--mode-grid must be auto, N or GYxGX (e.g. 3 or 2x4), got {text!r}") from None
+        raise CLIError(f"--mode-grid must be auto, N or GYxGX (e.g. 3 or 2x4), got {text!r}") from None
     if len(values) not in (1, 2):
-        raise _error(f"--mode-grid must be auto, N or GYxGX, got {text!r}")
+        raise CLIError(f"--mode-grid must be auto, N or GYxGX, got {text!r}")
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -165,7 +166,7 @@ def _options(items):
     try:
         check_options(**options)
     except (TypeError, ValueError) as err:
-        raise _error(f"--option: {err}") from None
+        raise CLIError(f"--option: {err}") from None
     return options
 
 
@@ -177,7 +178,7 @@ def _diversity(items):
         name, spec = _key_value(item, "--diversity")
         parts = spec.split(":")
         if len(parts) not in (2, 3):
-            raise _error(f"--diversity must look like NAME=OBJECT:DEFOCUS[:F], got {item!r}")
+            raise CLIError(f"--diversity must look like NAME=OBJECT:DEFOCUS[:F], got {item!r}")
         target, defocus = parts[0], parts[1].strip()
         text = defocus.removesuffix("waves").removesuffix("wave").strip()
         try:
@@ -189,7 +190,7 @@ def _diversity(items):
             try:
                 focal_ratio = float(parts[2].lower().removeprefix("f/").removeprefix("f"))
             except ValueError:
-                raise _error(f"--diversity focal ratio must be a number, got {parts[2]!r}") from None
+                raise CLIError(f"--diversity focal ratio must be a number, got {parts[2]!r}") from None
         result[name] = PhaseDiversity(target, value, focal_ratio=focal_ratio)
     return result
 
@@ -199,7 +200,7 @@ def _inputs(args):
 
     if not args.object:
         if not args.files:
-            raise _error("no input files given")
+            raise CLIError("no input files given")
         return [str(f) for f in args.files]
     patterns = dict(_key_value(item, "--object") for item in args.object)
     return group_files([str(f) for f in args.files], patterns)
@@ -208,7 +209,7 @@ def _inputs(args):
 def _telescope(args):
     if args.diameter is None:
         if args.obscuration is not None:
-            raise _error("--obscuration needs --diameter (a custom telescope)")
+            raise CLIError("--obscuration needs --diameter (a custom telescope)")
         return args.telescope
     from sunpy_momfbd.instruments import Telescope  # noqa: PLC0415
 
@@ -225,7 +226,7 @@ def _pixel_scale(text):
     try:
         return float(text) * u.arcsec / u.pix
     except ValueError:
-        raise _error(f"--pixel-scale must be a number of arcsec per pixel, got {text!r}") from None
+        raise CLIError(f"--pixel-scale must be a number of arcsec per pixel, got {text!r}") from None
 
 
 def _save_quicklook(figure, path, overwrite):
@@ -240,7 +241,7 @@ def _save_quicklook(figure, path, overwrite):
 def _check_png(path, overwrite):
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise _error(f"the quicklook must be a .png file, got {path}")
+        raise CLIError(f"the quicklook must be a .png file, got {path}")
     if path.exists() and not overwrite:
         msg = f"{path} already exists; pass --overwrite to replace it"
         raise FileExistsError(msg)
@@ -270,7 +271,7 @@ def run_deconvolve(args):
     data = _inputs(args)
     diversity = _diversity(args.diversity)
     if diversity and not isinstance(data, dict):
-        raise _error("--diversity needs the channels named with --object NAME=GLOB (including the diversity channel)")
+        raise CLIError("--diversity needs the channels named with --object NAME=GLOB (including the diversity channel)")
     wavelength = _quantity(args.wavelength, "--wavelength", "length") if args.wavelength else None
 
     from sunpy_momfbd import deconvolve, save  # noqa: PLC0415
@@ -320,7 +321,7 @@ def run_demo(args):
     """Run ``sunpy-momfbd demo``: restore the sample burst, write an ASDF file and a PNG quicklook."""
     directory = Path(args.output_dir)
     if directory.exists() and not directory.is_dir():
-        raise _error(f"{directory} exists and is not a directory")
+        raise CLIError(f"{directory} exists and is not a directory")
     asdf_path, png_path = directory / f"{DEMO_STEM}.asdf", directory / f"{DEMO_STEM}.png"
     for path in (asdf_path, png_path):
         if path.exists() and not args.overwrite:
@@ -385,13 +386,13 @@ def _scan_directories(directories, pattern):
     for text in directories:
         directory = Path(text)
         if not directory.is_dir():
-            raise _error(f"{directory} is not a directory (give one directory of frames per scan)")
+            raise CLIError(f"{directory} is not a directory (give one directory of frames per scan)")
         name = directory.resolve().name
         if name in scans:
-            raise _error(f"two scan directories are named {name!r}: their results would overwrite each other")
+            raise CLIError(f"two scan directories are named {name!r}: their results would overwrite each other")
         scans[name] = sorted(str(f) for f in directory.glob(pattern) if f.is_file())
         if not scans[name]:
-            raise _error(f"no files match {pattern!r} in {directory}")
+            raise CLIError(f"no files match {pattern!r} in {directory}")
     return scans
 
 
@@ -403,13 +404,13 @@ def _campaign_client(args):
     try:
         import distributed  # noqa: PLC0415 - dask is optional
     except ImportError:
-        raise _error('--workers and --scheduler need dask.distributed: pip install "sunpy-momfbd[dask]"') from None
+        raise CLIError('--workers and --scheduler need dask.distributed: pip install "sunpy-momfbd[dask]"') from None
     if args.scheduler is not None:
         with distributed.Client(args.scheduler) as client:
             yield client
         return
     if args.workers < 1:
-        raise _error(f"--workers must be at least 1, got {args.workers}")
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
     with (
         distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1) as cluster,
         distributed.Client(cluster) as client,
@@ -422,7 +423,7 @@ def run_campaign(args):
     scans = _scan_directories(args.scans, args.pattern)
     table_path = Path(args.table) if args.table else None
     if table_path is not None and table_path.suffix.lower() not in (".ecsv", ".csv"):
-        raise _error(f"--table must end in .ecsv or .csv, got {table_path}")
+        raise CLIError(f"--table must end in .ecsv or .csv, got {table_path}")
     threads = args.torch_threads
     if threads is None and args.workers:
         # The cores this process may use (a batch job's allocation), not all of the node's.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from sunpy_momfbd import __version__
 from sunpy_momfbd._cli_commands import (
+    CLIError,
     configure_campaign,
     configure_deconvolve,
     configure_demo,
@@ -42,12 +43,6 @@ PROG = "sunpy-momfbd"
 EXIT_USER_ERROR = 2
 #: Exit status for internal errors (a bug, or a failure outside the user's input).
 EXIT_INTERNAL_ERROR = 1
-
-
-class CLIError(Exception):
-    """
-    An error in the user's input, reported as a one-line message with exit status 2.
-    """
 
 
 #: Exceptions that mean a problem with the user's input or environment (exit status 2).
