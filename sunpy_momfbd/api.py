@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from sunpy import log
+
 from sunpy_momfbd.io import prepare_burst, solution_to_ndcube, to_map
 from sunpy_momfbd.options import FORWARD_CHOICES, check_options
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
@@ -197,10 +199,24 @@ def deconvolve(
 
     from sunpy_momfbd.solver import solve  # noqa: PLC0415 - torch is heavy
 
+    log.info(
+        f"sunpy-momfbd: {prepared.burst.n_frames} frames, forward model {forward_info['name']} ({forward_info['reason']})"
+    )
     solution = solve(prepared.burst, forward=factory, **options)
+    _log_solution(solution)
     _check_emulator_seeing(forward_info, factory, setups, solution)
     result = solution_to_ndcube(solution, prepared, forward_info=forward_info)
     return to_map(result) if output == "map" else result
+
+
+def _log_solution(solution):
+    """Say what the solve chose and how long each stage took (``sunpy.log``, level INFO)."""
+    settings = solution.settings
+    stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in solution.timing.items())
+    state = "converged" if solution.converged else "stopped at the iteration cap"
+    log.info(
+        f"sunpy-momfbd: mode grid {tuple(settings['mode_grid'])}, {solution.iterations} iterations ({state}); {stages}"
+    )
 
 
 def _card_id(model):

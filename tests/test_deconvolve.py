@@ -212,3 +212,18 @@ def test_wavefront_grid_follows_the_field_by_default(size, grid):
     assert provenance["settings"]["mode_grid"] == grid
     assert result.meta["wavefront"]["modes"].shape[-2:] == tuple(grid)
     assert tuple(grid) == auto_mode_grid((size, size), provenance["settings"]["patch_size"], provenance["padding"])
+
+
+def test_the_choices_and_stage_times_are_logged():
+    from sunpy import log
+
+    from sunpy_momfbd.data import sample_burst
+
+    burst = sample_burst(n_frames=2, size=48)
+    with log.log_to_list() as messages:
+        result = deconvolve(burst, mode_grid=2, **FAST)
+    text = "\n".join(record.getMessage() for record in messages)
+    assert f"2 frames, forward model PhysicalForward ({result.meta['momfbd']['forward']['reason']})" in text
+    assert f"mode grid (2, 2), {result.meta['momfbd']['iterations']} iterations" in text
+    assert "initialisation" in text
+    assert "refinement" in text
