@@ -1,6 +1,7 @@
 """The MOMFBD solver recovers known truths from simulated bursts."""
 
 import importlib
+import sys
 
 import numpy as np
 import pytest
@@ -366,6 +367,17 @@ def test_psfs_grow_with_the_wavefronts_the_initialisation_finds(setup):
     kernel = psf(widest, setup, large)
     inner = slice(large // 2 - sized.padding, large // 2 + sized.padding)
     assert kernel[inner, inner].sum() > 0.97
+
+
+def test_psfs_never_grow_beyond_what_the_field_holds(setup, monkeypatch):
+    # A seeing estimate whose PSFs would be wider than a 48-pixel field keeps the usual PSFs.
+    solver_module = sys.modules["sunpy_momfbd.solver.solve"]
+    monkeypatch.setattr(solver_module, "_frame_seeing", lambda modes, obscuration: torch.full((len(modes),), 40.0))
+    frames = simulate_frames(
+        power_law_scene(48, seed=2), torch.zeros(3, setup.n_modes, 1, 1), setup, photons=2000, rng=1
+    )
+    solution = solve(Burst([Channel(frames, setup)]), n_iterations=1, init_iterations=1, progress=False)
+    assert solution.padding == PhysicalForward(setup).psf_size // 2 < 48
 
 
 @pytest.fixture(scope="module")

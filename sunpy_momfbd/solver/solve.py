@@ -150,6 +150,8 @@ def solve(burst, *, forward=None, settings=None, **options):
         seeing = float(_frame_seeing(patch_modes, problem.setups[0].obscuration).max())
         if forward is None and seeing > 0:  # PSFs wide enough for the wavefronts found (NaN: tip-tilt only)
             problem.use_forward(seeing=seeing)
+            if problem.padding >= min(problem.shape):  # wider than the field could hold: the usual size
+                problem.use_forward()
     if settings.mode_grid == "auto":
         settings = problem.settings = replace(
             settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
