@@ -4,7 +4,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from helpers_io import FAST, make_cube, make_maps
+from helpers_io import FAST, make_cube, make_header, make_maps
 
 import astropy.units as u
 from astropy.io import fits
@@ -106,6 +106,15 @@ def test_frame_errors_name_the_file_and_plane(tmp_path):
         prepare_burst(path)
     _, labels = read_fits_frames(path)
     assert labels == ["cube.fits plane 0", "cube.fits plane 1", "cube.fits plane 2"]
+
+
+def test_headers_sunpy_refuses_are_named_with_their_file(tmp_path):
+    header = fits.Header(make_header())
+    header["CUNIT1"] = "m"  # not an angle: sunpy's Map refuses the coordinate system
+    path = tmp_path / "frame.fits"
+    fits.PrimaryHDU(np.ones((48, 48)), header).writeto(path)
+    with pytest.raises(ValueError, match=r"frame\.fits: sunpy cannot make a Map of this frame's header: .*angular"):
+        read_fits_frames(path)
 
 
 def test_unreadable_inputs_are_named(tmp_path):

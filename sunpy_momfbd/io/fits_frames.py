@@ -20,6 +20,7 @@ from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
 import sunpy.map
+from sunpy.map.mapbase import MapMetaValidationError
 
 from sunpy_momfbd.instruments import wavelength_from_meta
 
@@ -155,7 +156,7 @@ def _hdu_frames(hdul, index, where):
     header = _inherit(hdul[0].header, hdu.header) if index else hdu.header.copy()
     data = np.asarray(hdu.data)
     if data.ndim == 2:
-        return [sunpy.map.Map(data.copy(), _repair_header(header, where))], [where]
+        return [_frame_map(data.copy(), header, where)], [where]
     if data.ndim != 3:
         msg = f"{where} has {data.ndim}-D data of shape {data.shape}: expected a 2-D frame or a 3-D cube of frames"
         raise ValueError(msg)
@@ -170,9 +171,18 @@ def _hdu_frames(hdul, index, where):
         if times is not None:
             frame_header["DATE-OBS"] = times[plane]
         label = f"{where} plane {plane}"
-        maps.append(sunpy.map.Map(np.array(frame), _repair_header(frame_header, label)))
+        maps.append(_frame_map(np.array(frame), frame_header, label))
         labels.append(label)
     return maps, labels
+
+
+def _frame_map(data, header, where):
+    """Return a Map of one frame; metadata sunpy refuses is a ValueError naming the file and plane."""
+    try:
+        return sunpy.map.Map(data, _repair_header(header, where))
+    except MapMetaValidationError as err:
+        msg = f"{where}: sunpy cannot make a Map of this frame's header: {err}"
+        raise ValueError(msg) from err
 
 
 def _inherit(primary, extension):
