@@ -220,13 +220,8 @@ def test_the_choices_and_stage_times_are_logged():
     from sunpy_momfbd.data import sample_burst
 
     burst = sample_burst(n_frames=2, size=48)
-    level = log.level
-    log.setLevel("INFO")  # sunpy's default, which other tests or a configuration may have raised
-    try:
-        with log.log_to_list() as messages:
-            result = deconvolve(burst, mode_grid=2, **FAST)
-    finally:
-        log.setLevel(level)
+    with log.log_to_list() as messages:
+        result = deconvolve(burst, mode_grid=2, **FAST)
     text = "\n".join(record.getMessage() for record in messages)
     assert f"2 frames, forward model PhysicalForward ({result.meta['momfbd']['forward']['reason']})" in text
     assert f"mode grid (2, 2), {result.meta['momfbd']['iterations']} iterations" in text
