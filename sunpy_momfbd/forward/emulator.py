@@ -345,21 +345,9 @@ class EmulatorForward(ForwardModel):
 
     def is_certified(self, setup, d_over_r0=None):
         """
-        Whether the model card certifies this set-up.
+        Whether this emulator's model card certifies a set-up (and a seeing): `certifies` on `card`.
 
-        Parameters
-        ----------
-        setup : `~sunpy_momfbd.optics.OpticalSetup`
-            Optics to check.
-        d_over_r0 : float or None, optional
-            Seeing strength D/r0. None (the default) checks the optics only.
-
-        Returns
-        -------
-        bool
-            True if ``setup.n_modes`` matches the model and some entry of the card's
-            ``"certified"`` list contains every parameter its box constrains (parameters a box
-            does not name are unconstrained).
+        See `~sunpy_momfbd.forward.model_card.certifies` for the parameters and the rule.
         """
         return certifies(self.card, setup, d_over_r0)
 
