@@ -199,7 +199,7 @@ def deconvolve(
 
     from sunpy_momfbd.solver import solve  # noqa: PLC0415 - torch is heavy
 
-    log.info(
+    log.debug(
         f"sunpy-momfbd: {prepared.burst.n_frames} frames, forward model {forward_info['name']} ({forward_info['reason']})"
     )
     solution = solve(prepared.burst, forward=factory, **options)
@@ -210,11 +210,11 @@ def deconvolve(
 
 
 def _log_solution(solution):
-    """Say what the solve chose and how long each stage took (``sunpy.log``, level INFO)."""
+    """Say what the solve chose and how long each stage took (``sunpy.log``, level DEBUG)."""
     settings = solution.settings
     stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in solution.timing.items())
     state = "converged" if solution.converged else "stopped at the iteration cap"
-    log.info(
+    log.debug(
         f"sunpy-momfbd: mode grid {tuple(settings['mode_grid'])}, {solution.iterations} iterations ({state}); {stages}"
     )
 

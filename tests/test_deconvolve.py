@@ -220,8 +220,13 @@ def test_the_choices_and_stage_times_are_logged():
     from sunpy_momfbd.data import sample_burst
 
     burst = sample_burst(n_frames=2, size=48)
-    with log.log_to_list() as messages:
-        result = deconvolve(burst, mode_grid=2, **FAST)
+    level = log.level
+    log.setLevel("DEBUG")
+    try:
+        with log.log_to_list() as messages:
+            result = deconvolve(burst, mode_grid=2, **FAST)
+    finally:
+        log.setLevel(level)
     text = "\n".join(record.getMessage() for record in messages)
     assert f"2 frames, forward model PhysicalForward ({result.meta['momfbd']['forward']['reason']})" in text
     assert f"mode grid (2, 2), {result.meta['momfbd']['iterations']} iterations" in text
