@@ -36,7 +36,7 @@ from astropy.wcs import WCS
 import sunpy.map
 from sunpy.util.exceptions import SunpyMetadataWarning
 
-from sunpy_momfbd.instruments import Telescope, _get, match_metadata, optical_setup, wavelength_from_meta
+from sunpy_momfbd.instruments import Telescope, header_value, match_metadata, optical_setup, wavelength_from_meta
 from sunpy_momfbd.io.fits_frames import WCS_KEY, read_fits_frames
 from sunpy_momfbd.optics import OpticalSetup, defocus_coefficients, defocus_waves
 from sunpy_momfbd.solver import Burst, Channel
@@ -507,7 +507,7 @@ def _read(value, prefix, hdu=None):
 
 
 def _has_observer(meta):
-    return any(all(_get(meta, k) is not None for k in keys) for keys in _OBSERVER_KEYS)
+    return any(all(header_value(meta, k) is not None for k in keys) for keys in _OBSERVER_KEYS)
 
 
 def _map_wcs(m, notes, *, dated=True):
@@ -554,7 +554,7 @@ def _from_maps(maps, files=None, labels=None):
 
 def _map_scale(m, meta, label, notes):
     """|CDELT| of a Map (None without CDELT or CD, where sunpy would assume 1 arcsec); flips are noted."""
-    if not any(_get(meta, k) is not None for k in ("cdelt1", "cdelt2", "cd1_1", "cd2_2")):
+    if not any(header_value(meta, k) is not None for k in ("cdelt1", "cdelt2", "cd1_1", "cd2_2")):
         return None
     scale = (abs(m.scale.axis1), abs(m.scale.axis2))
     flipped = [axis for axis, s in zip("xy", m.scale, strict=True) if s.value < 0]
@@ -579,7 +579,7 @@ def _note_missing_dates(frames):
 
 def _date(meta):
     for key in ("date-obs", "date_obs", "date-beg", "date-avg"):
-        value = _get(meta, key)
+        value = header_value(meta, key)
         if value is not None:
             return str(value)
     return None
@@ -926,8 +926,8 @@ def _check_wavelength(wave, header, prefix, label):
     low, high = _WAVELENGTH_RANGE
     if not low <= wave <= high:
         msg = (
-            f"{prefix}{label} has wavelength {wave.to(u.nm):.4g} (WAVELNTH = {_get(header, 'wavelnth')!r}, WAVEUNIT = "
-            f"{_get(header, 'waveunit')!r}), outside the {low:g} to {high.to(u.nm):g} of ground-based solar imaging: "
+            f"{prefix}{label} has wavelength {wave.to(u.nm):.4g} (WAVELNTH = {header_value(header, 'wavelnth')!r}, WAVEUNIT = "
+            f"{header_value(header, 'waveunit')!r}), outside the {low:g} to {high.to(u.nm):g} of ground-based solar imaging: "
             "the header's WAVEUNIT is probably wrong; pass wavelength=... (e.g. 630.2 * u.nm)"
         )
         raise ValueError(msg)

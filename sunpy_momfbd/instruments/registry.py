@@ -1,104 +1,17 @@
 """
-A registry of ground-based solar telescopes and imagers, and the mapping from FITS metadata to optics.
+The registry: telescopes and imagers with their sources, looked up by name or by a frame's header.
 
-MOMFBD needs three numbers per channel to model its point-spread function: the pupil diameter,
-its central obscuration and the sampling (pixels per λ/D), which follows from the wavelength and
-the plate scale. The telescope's pupil comes from this registry (matched on ``TELESCOP`` or
-``INSTRUME``), the wavelength and the plate scale from each frame's metadata. Every registry value
-carries its source below; values marked *unverified* come from secondary sources and should be
-checked (or overridden with ``telescope=Telescope(...)``) before they are trusted.
-
-.. list-table:: Telescopes
-   :header-rows: 1
-
-   * - name
-     - pupil diameter
-     - central obscuration
-     - source
-   * - SST
-     - 0.97 m
-     - none (refractor)
-     - ISP-SST/sstred ``TELESCOPE_D=0.97`` (``red__initialize.pro``); Kleint et al. 2020, A&A 641, A27
-   * - GREGOR
-     - 1.44 m (1.5 m primary)
-     - 0.40 m (*unverified*)
-     - aasensio/torchmfbd ``reproducibility/hifi/*.yaml``; AIP GREGOR pages
-   * - DKIST
-     - 4.0 m clear (off-axis)
-     - none
-     - Rimmele et al. 2020, Sol. Phys. 295, 172; NSO DKIST FAQ
-   * - GST
-     - 1.6 m clear (off-axis)
-     - none
-     - Goode Solar Telescope descriptions (BBSO; "unobstructed" off-axis Gregorian)
-   * - NVST
-     - 0.98 m ("pure aperture")
-     - none assumed (*unverified*)
-     - Xu et al. 2013, IAU Symp. 300 (doi:10.1017/S1743921313010831); Liu et al. 2014, RAA 14, 705
-   * - DST
-     - 0.76 m entrance window
-     - none assumed (*unverified*)
-     - NMSU Dunn Solar Telescope pages
-   * - VTT
-     - 0.70 m primary
-     - none assumed (*unverified*)
-     - IAC and AIP VTT pages
-
-.. list-table:: Instruments (typical plate scales; the frame's own ``CDELT`` is always used when present)
-   :header-rows: 1
-
-   * - name
-     - telescope
-     - plate scale ["/px]
-     - source
-   * - CRISP
-     - SST
-     - 0.0592 (to 2022-08-18), 0.044 (Ximea cameras, from 2022-08-19); CRISP2 0.050
-     - sstred ``red_setupworkdir_crisp2.pro``, ``red_dates.pro``; Löfdahl et al. 2021, A&A 653, A68
-   * - CHROMIS
-     - SST
-     - 0.0379 (2016 cameras), 0.0355 (from 2025-04-01)
-     - sstred ``red_setupworkdir_chromis.pro``, ``red_dates.pro``
-   * - HiFI+
-     - GREGOR
-     - Ca II H 0.02489, G band 0.02761, TiO 0.04979
-     - torchmfbd configuration files; wavelengths from Denker et al. 2023, JATIS 9, 015001
-   * - VBI
-     - DKIST
-     - blue 0.011 (design), 0.0101236 (a level-1 header); red 0.017 (design)
-     - NSO VBI wiki; header of sunkit-image's ``dkist_photosphere.fits``
-   * - BFI
-     - GST
-     - ~0.034 (*unverified*)
-     - TiO BFI at GST, arXiv:2008.12779
-   * - NVST
-     - NVST
-     - TiO ~0.052, Hα ~0.136 (*unverified*)
-     - Chen et al. 2016, ATI 13, 75 (channels)
-   * - ROSA
-     - DST
-     - Zyla 0.0845, iXon 0.06 (*unverified*)
-     - NMSU ROSA data-model page (solardisk.nmsu.edu/docs/rosa)
-   * - IBIS
-     - DST
-     - 0.098 (*unverified*)
-     - Arcetri IBIS page; Ermolli et al. 2022, A&A 661, A74
-
-Header traps handled here: SOLARNET files (SST, DKIST level 1) write ``WAVEUNIT = -9``, a power of
-ten that sunpy turns into a meaningless unit; some DKIST files have no ``WAVEUNIT`` at all (then
-the spectral ``CUNITn`` or a documented guess from the value is used); ground-based headers
-usually lack observer keys.
+The values and their sources are listed in `sunpy_momfbd.instruments`.
 """
 
 import math
 import re
-import warnings
 from dataclasses import dataclass, field
 
 import astropy.units as u
 
+from sunpy_momfbd.instruments.headers import header_value
 from sunpy_momfbd.optics import OpticalSetup
-from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
 __all__ = [
     "INSTRUMENTS",
@@ -110,7 +23,6 @@ __all__ = [
     "get_telescope",
     "match_metadata",
     "optical_setup",
-    "wavelength_from_meta",
 ]
 
 
@@ -458,17 +370,6 @@ def get_instrument(name):
     return None if key is None else INSTRUMENTS[key]
 
 
-def _get(meta, key):
-    """Case-insensitive lookup in a header-like mapping; None if absent or blank."""
-    if meta is None:
-        return None
-    for k in (key, key.lower(), key.upper()):
-        if k in meta:
-            value = meta[k]
-            return None if isinstance(value, str) and not value.strip() else value
-    return None
-
-
 def match_metadata(meta, *, telescope=None):
     """
     Find the telescope and instrument that recorded a frame.
@@ -490,18 +391,18 @@ def match_metadata(meta, *, telescope=None):
     ValueError
         If no telescope is given and none can be identified; the message lists the known ones.
     """
-    instrument = get_instrument(_get(meta, "instrume"))
+    instrument = get_instrument(header_value(meta, "instrume"))
     if isinstance(telescope, Telescope):
         return telescope, instrument
     if telescope is not None:
         return get_telescope(telescope), instrument
-    header_name = _get(meta, "telescop")
+    header_name = header_value(meta, "telescop")
     key = _match(header_name, TELESCOPES)
     if key is None and instrument is not None:
         key = instrument.telescope
     if key is None:
         described = f"TELESCOP = {header_name!r}" if header_name is not None else "no TELESCOP keyword"
-        instrument_name = _get(meta, "instrume")
+        instrument_name = header_value(meta, "instrume")
         if instrument_name is not None:
             described += f", INSTRUME = {instrument_name!r}"
         msg = f"unknown telescope ({described}); known telescopes: {_known_telescopes()}; or {_how_to_pass()}"
@@ -510,83 +411,6 @@ def match_metadata(meta, *, telescope=None):
 
 
 #: Spectral CTYPEs whose CUNIT gives the wavelength unit when WAVEUNIT is absent.
-_SPECTRAL_CTYPES = ("WAVE", "AWAV")
-#: Without any unit, wavelengths below this value are taken as nm, above as Angstrom.
-_GUESS_NM_BELOW = 2600
-
-
-def wavelength_from_meta(meta, *, where="the frame"):
-    """
-    Read the wavelength of a frame from its header, with a reliable unit.
-
-    Reads ``WAVELNTH`` and ``WAVEUNIT``. A numeric ``WAVEUNIT`` (or a string holding an integer,
-    as SOLARNET files write: ``-9``) is a power of ten of metres; a string is an astropy unit.
-    Without ``WAVEUNIT`` the unit of a spectral WCS axis (``CTYPEn`` = WAVE/AWAV, ``CUNITn``) is
-    used, and failing that the value is taken as nm below 2600 and Å above, with a
-    `~sunpy_momfbd.utils.exceptions.SunpyMomfbdUserWarning`.
-
-    Parameters
-    ----------
-    meta : mapping
-        Header-like metadata (keys case-insensitive).
-    where : str, optional
-        How to name the frame in warnings and errors.
-
-    Returns
-    -------
-    `~astropy.units.Quantity` or None
-        Wavelength in nm, or None without ``WAVELNTH``.
-
-    Examples
-    --------
-    >>> from sunpy_momfbd.instruments import wavelength_from_meta
-    >>> wavelength_from_meta({"WAVELNTH": 630.2, "WAVEUNIT": -9})
-    <Quantity 630.2 nm>
-    >>> wavelength_from_meta({"WAVELNTH": 6302.0, "WAVEUNIT": "Angstrom"})
-    <Quantity 630.2 nm>
-    """
-    value = _get(meta, "wavelnth")
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        msg = f"{where}: WAVELNTH = {value!r} is not a number"
-        raise ValueError(msg) from None
-    unit = _wave_unit(meta, value, where)
-    wavelength = (value * unit).to(u.nm)
-    if not (math.isfinite(wavelength.value) and wavelength.value > 0):
-        msg = f"{where}: wavelength {wavelength} is not positive"
-        raise ValueError(msg)
-    return wavelength
-
-
-def _wave_unit(meta, value, where):
-    waveunit = _get(meta, "waveunit")
-    if waveunit is not None and not isinstance(waveunit, bool):
-        if isinstance(waveunit, int | float) or re.fullmatch(r"\s*[+-]?\d+\s*", str(waveunit)):
-            return u.Unit(10.0 ** int(float(waveunit)) * u.m)
-        unit = u.Unit(str(waveunit).strip(), parse_strict="silent")
-        if unit.physical_type == "length":
-            return unit
-        msg = f"{where}: WAVEUNIT = {waveunit!r} is not a length unit or a power of ten"
-        raise ValueError(msg)
-    for axis in range(1, 4):
-        ctype = _get(meta, f"ctype{axis}")
-        cunit = _get(meta, f"cunit{axis}")
-        if isinstance(ctype, str) and ctype.strip()[:4].upper() in _SPECTRAL_CTYPES and cunit is not None:
-            unit = u.Unit(str(cunit).strip(), parse_strict="silent")
-            if unit.physical_type == "length":
-                return unit
-    unit = u.nm if value < _GUESS_NM_BELOW else u.AA
-    warnings.warn(
-        f"{where}: WAVELNTH = {value:g} has no WAVEUNIT; assuming {unit}. Pass wavelength=... to be explicit",
-        SunpyMomfbdUserWarning,
-        stacklevel=4,
-    )
-    return unit
-
-
 @u.quantity_input
 def optical_setup(telescope, wavelength: u.m, pixel_scale: u.arcsec / u.pix, *, n_modes=44):
     """
