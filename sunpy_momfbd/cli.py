@@ -17,7 +17,6 @@ internal error: one line asking to rerun with ``--debug`` and report it, exit st
 import argparse
 import importlib
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -115,56 +114,21 @@ def _device_lines():
 
 
 def _instrument_lines():
-    """
-    List the instrument registry, once ``sunpy_momfbd.instruments`` exists.
+    """List the instrument registry: each telescope with its pupil and imagers."""
+    from sunpy_momfbd.instruments import available_instruments  # noqa: PLC0415 - keeps the CLI's start-up light
 
-    The registry module is expected to provide ``available_instruments()`` returning names, or
-    a mapping of names to one-line descriptions.
-    """
-    try:
-        instruments = importlib.import_module("sunpy_momfbd.instruments")
-    except ImportError:
-        return ["(registry not yet available)"]
-    lister = getattr(instruments, "available_instruments", None)
-    if lister is None:
-        return ["(registry has no available_instruments())"]
-    return _format_listing(lister(), empty="(none registered)")
+    return _format_listing(available_instruments(), empty="(none registered)")
 
 
 def _emulator_lines():
-    """
-    List the emulator weights that are installed.
-
-    Weights are ``*.safetensors`` files in `sunpy_momfbd.data`, each with a JSON model card of
-    the same stem; a later ``available_emulators()`` in ``sunpy_momfbd.forward`` takes
-    precedence when it exists.
-    """
-    lister = _forward_emulator_lister()
-    if lister is not None:
-        return _format_listing(lister(), empty="(none installed)")
-
-    from sunpy_momfbd.data import DATA_DIR  # noqa: PLC0415
+    """List the installed emulators with their trained ranges and what their model cards certify."""
+    from sunpy_momfbd.forward.pretrained import installed_emulators  # noqa: PLC0415 - torch is heavy
 
     entries = {}
-    for card in sorted(DATA_DIR.glob("emulator/*/model_card.json")):
-        try:
-            meta = json.loads(card.read_text())
-            ranges = _ranges_text(meta.get("trained_ranges"))
-            summary = f"trained on {ranges}" if ranges else "model card without trained ranges"
-            summary += f"; certified: {_certified_text(meta.get('certified'))}"
-        except (OSError, ValueError, AttributeError, TypeError, IndexError, KeyError):
-            summary = "unreadable model card"
-        entries[card.parent.name] = summary
-    for weights in sorted(DATA_DIR.glob("*.safetensors")):
-        card = weights.with_suffix(".json")
-        summary = "no model card"
-        if card.is_file():
-            try:
-                meta = json.loads(card.read_text())
-                summary = meta.get("description") or meta.get("name") or "model card present"
-            except (OSError, ValueError, AttributeError):
-                summary = "unreadable model card"
-        entries[weights.stem] = summary
+    for name, card in installed_emulators().items():
+        ranges = _ranges_text(card.get("trained_ranges"))
+        summary = f"trained on {ranges}" if ranges else "model card without trained ranges"
+        entries[name] = f"{summary}; certified: {_certified_text(card.get('certified'))}"
     return _format_listing(entries, empty="(none installed)")
 
 
@@ -179,15 +143,6 @@ def _certified_text(boxes):
     return " | ".join(_ranges_text(box["ranges"]) or "all set-ups" for box in boxes)
 
 
-def _forward_emulator_lister():
-    """``sunpy_momfbd.forward.available_emulators`` once it exists, else `None`."""
-    try:
-        forward = importlib.import_module("sunpy_momfbd.forward")
-    except ImportError:
-        return None
-    return getattr(forward, "available_emulators", None)
-
-
 def _format_listing(items, *, empty):
     if isinstance(items, dict):
         lines = [f"{name}: {text}" for name, text in items.items()]
@@ -197,7 +152,6 @@ def _format_listing(items, *, empty):
 
 
 #: Sections of ``sunpy-momfbd info`` after the versions: (title, function returning lines).
-#: Later subpackages add sections here rather than rewriting `_run_info`.
 INFO_SECTIONS: list[tuple[str, Callable[[], Iterable[str]]]] = [
     ("Compute devices", _device_lines),
     ("Instruments", _instrument_lines),

@@ -1,4 +1,3 @@
-import json
 import shutil
 import subprocess
 import sys
@@ -100,24 +99,16 @@ def test_internal_errors_are_one_line_and_raise_under_debug(capsys, monkeypatch)
         cli.main(["fail", "--debug"])
 
 
-def test_info_lists_installed_emulators(capsys, monkeypatch, tmp_path):
-    # The file-based fallback: weights plus a JSON model card in sunpy_momfbd/data.
-    (tmp_path / "tiny.safetensors").write_bytes(b"")
-    (tmp_path / "tiny.json").write_text(json.dumps({"description": "test emulator"}))
-    monkeypatch.setattr("sunpy_momfbd.data.DATA_DIR", tmp_path)
-    monkeypatch.setattr(cli, "_forward_emulator_lister", lambda: None)
+def test_info_lists_installed_emulators_and_their_certification(capsys):
     assert cli.main(["info"]) == 0
-    assert "tiny: test emulator" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "default: trained on sampling" in out
+    assert "certified: none (forward='auto' uses the physical model" in out
 
 
-def test_info_lists_registered_instruments(capsys, monkeypatch):
-    import types
-
-    fake = types.ModuleType("sunpy_momfbd.instruments")
-    fake.available_instruments = lambda: {"sst-crisp": "SST/CRISP, 0.97 m"}
-    monkeypatch.setitem(sys.modules, "sunpy_momfbd.instruments", fake)
+def test_info_lists_registered_instruments(capsys):
     assert cli.main(["info"]) == 0
-    assert "sst-crisp: SST/CRISP, 0.97 m" in capsys.readouterr().out
+    assert "SST: D = 0.97 m, obscuration 0 m; instruments: CRISP, CHROMIS" in capsys.readouterr().out
 
 
 # --- the installed console script ----------------------------------------------------------
