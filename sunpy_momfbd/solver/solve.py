@@ -26,7 +26,7 @@ MAX_LBFGS_RESTARTS = 3
 #: Padded-field pixels, summed over channels, of the frames evaluated together by ``frame_batch="auto"``.
 BATCH_PIXELS = 2**22
 #: PSF nodes per mode-grid cell of the default physical model: one (PSFs at the grid points only)
-#: restores as well as two on the benchmark bursts at 1.8 times less cost per iteration.
+#: restores as well as two on the benchmark bursts at 1.8 times less cost per evaluation.
 NODES_PER_CELL = 1
 
 
