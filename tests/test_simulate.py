@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from sunpy_momfbd import simulate
 from sunpy_momfbd.optics import OpticalSetup, kl_variance
-from sunpy_momfbd.simulate import burst as simulate_module
 from sunpy_momfbd.simulate import phase_screen, simulate_burst, simulate_frames, turbulent_modes
 
 ONE_LAYER = ((1.0, 1.0),)
@@ -104,7 +104,7 @@ def test_frames_simulated_in_batches_equal_one_call(scene, monkeypatch):
     setup = OpticalSetup(sampling=2.2)
     modes = turbulent_modes(5, 44, scene.shape, 6.0, 40.0, 3, rng=2)
     whole = simulate_frames(scene, modes, setup)
-    monkeypatch.setattr(simulate_module, "BATCH_PIXELS", scene.size * 2)  # two frames per call
+    monkeypatch.setattr(simulate, "BATCH_PIXELS", scene.size * 2)  # two frames per call
     np.testing.assert_allclose(simulate_frames(scene, modes, setup), whole, rtol=1e-12, atol=1e-12)
 
 

@@ -3,7 +3,7 @@ Data shipped with sunpy-momfbd.
 
 This directory is installed as package data: emulator weights (``*.safetensors``, never pickles)
 with their JSON model cards, and small test cut-outs under ``test/``. `sample_burst` makes a
-realistic synthetic burst from a real DKIST/VBI image, offline (`sunpy_momfbd.simulate.sample`).
+realistic synthetic burst from a real DKIST/VBI image, offline (`sunpy_momfbd.data.sample`).
 """
 
 from pathlib import Path
@@ -18,7 +18,7 @@ def __getattr__(name):
     # The sample data need sunpy.map and torch: import them only when asked for, so that reading
     # DATA_DIR stays cheap.
     if name in ("sample_burst", "sample_scene"):
-        from sunpy_momfbd.simulate import sample  # noqa: PLC0415
+        from sunpy_momfbd.data import sample  # noqa: PLC0415
 
         return getattr(sample, name)
     msg = f"module {__name__!r} has no attribute {name!r}"

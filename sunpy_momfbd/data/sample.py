@@ -25,7 +25,7 @@ from sunpy.map.header_helper import make_fitswcs_header
 
 from sunpy_momfbd.forward import PhysicalForward
 from sunpy_momfbd.instruments import TELESCOPES, optical_setup
-from sunpy_momfbd.simulate.burst import simulate_burst
+from sunpy_momfbd.simulate import simulate_burst
 
 __all__ = ["sample_burst", "sample_scene", "scene_file"]
 
