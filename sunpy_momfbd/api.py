@@ -301,9 +301,9 @@ def _choose_forward(forward, setups, device):
                 stacklevel=4,
             )
         return _factory(setups, models), _emulator_info(models, "requested (forward='emulator')")
-    from sunpy_momfbd.solver.solve import _device  # noqa: PLC0415 - the solver's own "auto" rule
+    from sunpy_momfbd.solver import resolve_device  # noqa: PLC0415 - the solver's own "auto" rule
 
-    resolved = _device(device)
+    resolved = resolve_device(device)
     if resolved.type != "cuda":
         return None, _physical_info(f"auto: no CUDA GPU (device {resolved}); the emulator is used on GPUs only")
     try:

@@ -414,3 +414,11 @@ def test_restoration_with_unknown_wavefronts_approaches_the_true_psf_restoration
     odd[:2] = False
     assert np.corrcoef(fitted[:2].ravel(), true_modes[:2].ravel())[0, 1] > 0.95
     assert np.corrcoef(fitted[odd].ravel(), true_modes[odd].ravel())[0, 1] > 0.3
+
+
+def test_devices_resolve_by_name_and_auto_prefers_an_accelerator():
+    from sunpy_momfbd.solver import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected

@@ -3,6 +3,6 @@ The MOMFBD solver on plain tensors: problem description, optimisation and soluti
 """
 
 from sunpy_momfbd.solver.problem import Burst, Channel
-from sunpy_momfbd.solver.solve import Solution, SolverSettings, auto_mode_grid, solve
+from sunpy_momfbd.solver.solve import Solution, SolverSettings, auto_mode_grid, resolve_device, solve
 
-__all__ = ["Burst", "Channel", "Solution", "SolverSettings", "auto_mode_grid", "solve"]
+__all__ = ["Burst", "Channel", "Solution", "SolverSettings", "auto_mode_grid", "resolve_device", "solve"]

@@ -19,7 +19,7 @@ from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wie
 from sunpy_momfbd.solver.problem import Burst
 from sunpy_momfbd.solver.settings import SolverSettings, check_loss, check_problem
 
-__all__ = ["Solution", "SolverSettings", "auto_mode_grid", "solve"]
+__all__ = ["Solution", "SolverSettings", "auto_mode_grid", "resolve_device", "solve"]
 
 #: Fresh starts of L-BFGS's curvature history allowed when the loss stalls, before stopping.
 MAX_LBFGS_RESTARTS = 3
@@ -214,7 +214,7 @@ class _Problem:
 
     def __init__(self, burst, settings, forward=None):
         self.settings = settings
-        self.device = _device(settings.device)
+        self.device = resolve_device(settings.device)
         self.dtype = settings.dtype
         self.burst = burst
         self.setups = [c.setup for c in burst.channels]
@@ -504,7 +504,8 @@ def _reach(model):
     return int(size // 2) if size else int(getattr(model, "receptive_radius", 16))
 
 
-def _device(name):
+def resolve_device(name):
+    """Return the torch device for a name; "auto" is CUDA, then MPS, then the CPU."""
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
