@@ -5,7 +5,11 @@ Quicklook plots of restorations.
 from collections.abc import Mapping
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from ndcube import NDCollection, NDCube
+
+from sunpy_momfbd.io.readers import read_frames
 
 __all__ = ["azimuthal_power_spectrum", "plot_restoration"]
 
@@ -65,13 +69,11 @@ def azimuthal_power_spectrum(image, *, mask=None):
 
 def _first_frame(data, frame):
     """Frame ``frame`` of one object's input, as a 2-D array."""
-    from sunpy_momfbd.io.inputs import _read  # noqa: PLC0415 - shares the input readers
-
-    frames = _read(data, None)
-    if not 0 <= frame < len(frames.data):
-        msg = f"frame {frame} does not exist: the burst has {len(frames.data)} frames"
+    frames = read_frames(data)
+    if not 0 <= frame < len(frames):
+        msg = f"frame {frame} does not exist: the burst has {len(frames)} frames"
         raise ValueError(msg)
-    return np.asarray(frames.data[frame], dtype=float)
+    return np.asarray(frames[frame].data, dtype=float)
 
 
 def _as_array(reference):
@@ -112,9 +114,6 @@ def plot_restoration(result, data, *, frame=0, reference=None, figure=None):
     -------
     `matplotlib.figure.Figure`
     """
-    from matplotlib.figure import Figure  # noqa: PLC0415 - matplotlib is only needed for plots
-    from matplotlib.patches import Rectangle  # noqa: PLC0415
-
     if isinstance(result, NDCollection):
         items = list(result.items())
         if not isinstance(data, Mapping):

@@ -6,11 +6,9 @@ the plain-dict metadata holding the provenance and the wavefront mode maps), und
 ``"result"`` of the tree. FITS files hold the object(s) only, with a FITS WCS header, the
 reference frame's instrument keys and SOLARNET provenance keywords, readable by `sunpy.map.Map`.
 
-Every write goes to a temporary file in the target directory, is flushed to disk and renamed
-into place (and the directory flushed too), so a failed, interrupted or crashed write leaves no
-partial file under the target's name, and an existing file is never replaced unless
-``overwrite=True``. A killed writer's hidden temporary file (``.<name>.*.part``) is removed by the
-next write of the same name. Reading checks the ASDF block checksums and the result's structure,
+Every write is atomic (`sunpy_momfbd.io.atomic`): a failed, interrupted or crashed write leaves
+no partial file under the target's name, and an existing file is never replaced unless
+``overwrite=True``. Reading checks the ASDF block checksums and the result's structure,
 so a truncated or corrupted file is refused instead of returned.
 """
 
@@ -18,15 +16,8 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import warnings
-from glob import escape as glob_escape
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: stale temporary files are left (they are hidden)
-    fcntl = None
 
 import numpy as np
 from ndcube import NDCollection, NDCube
@@ -34,7 +25,18 @@ from ndcube import NDCollection, NDCube
 from astropy.io import fits
 from astropy.wcs import WCS
 
-__all__ = ["ASDF_SUFFIXES", "FITS_SUFFIXES", "check_output_path", "load", "load_series", "save", "to_fits_hdulist"]
+from sunpy_momfbd.io.atomic import atomic_write
+
+__all__ = [
+    "ASDF_SUFFIXES",
+    "FITS_SUFFIXES",
+    "check_output_path",
+    "fits_header",
+    "load",
+    "load_series",
+    "save",
+    "to_fits_hdulist",
+]
 
 ASDF_SUFFIXES = (".asdf",)
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
@@ -42,8 +44,6 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts")
 _TREE_KEY = "result"
 #: Key of the writing package's version in the ASDF tree: marks a file written by `save`.
 _VERSION_KEY = "sunpy_momfbd_version"
-#: Suffix of the temporary files of an atomic write.
-_PART = ".part"
 _FITS_KEY = re.compile(r"^[A-Z0-9_-]{1,8}$")
 _PROVENANCE_LIBRARIES = ("torch", "sunpy", "astropy", "ndcube")
 
@@ -83,71 +83,6 @@ def check_output_path(path, *, overwrite=False):
         msg = f"directory {path.parent} does not exist"
         raise FileNotFoundError(msg)
     return path
-
-
-def _atomic_write(path, writer, overwrite, *, check=True):
-    """Write with ``writer(temporary_path)`` and rename into place; never clobber unless ``overwrite``."""
-    path = check_output_path(path, overwrite=overwrite) if check else Path(path)
-    if not check and path.exists() and not overwrite:
-        msg = f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        raise FileExistsError(msg)
-    _remove_stale_parts(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_PART)
-    temporary = Path(temporary)
-    umask = os.umask(0)
-    os.umask(umask)
-    temporary.chmod(0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-    try:
-        _lock(handle)  # held while writing: tells a later writer that this file is not stale
-        writer(temporary)
-        os.fsync(handle)  # the same file: its data reach the disk before the name points to it
-        if overwrite:
-            temporary.replace(path)
-        else:
-            try:
-                os.link(temporary, path)  # fails if the file appeared meanwhile: never clobber
-            except FileExistsError:
-                raise
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    msg = f"{path} already exists; pass overwrite=True to replace it"
-                    raise FileExistsError(msg) from None
-                temporary.replace(path)
-        _fsync_directory(path.parent)  # the rename itself survives a crash
-    finally:
-        temporary.unlink(missing_ok=True)
-        os.close(handle)
-    return path
-
-
-def _lock(handle, *, wait=True):
-    """Lock an open file exclusively (``wait=False``: return False if another process holds it)."""
-    if fcntl is None:
-        return True
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _remove_stale_parts(path):
-    """Remove temporary files of ``path`` left by killed writers: those no live writer holds locked."""
-    if fcntl is None:
-        return
-    for part in path.parent.glob(f".{glob_escape(path.name)}.*{_PART}"):
-        with contextlib.suppress(OSError), open(part, "rb") as stream:
-            if _lock(stream.fileno(), wait=False):
-                part.unlink()
-
-
-def _fsync_directory(directory):
-    with contextlib.suppress(OSError):  # some platforms and file systems cannot open directories
-        handle = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
 
 
 def _check_result(result):
@@ -196,7 +131,9 @@ def save(result, path, *, overwrite=False):
     suffix = Path(path).suffix.lower()
     if suffix in FITS_SUFFIXES:
         hdulist = to_fits_hdulist(result)
-        return _atomic_write(path, lambda p: hdulist.writeto(p, overwrite=True), overwrite)
+        return atomic_write(
+            check_output_path(path, overwrite=overwrite), lambda p: hdulist.writeto(p, overwrite=True), overwrite
+        )
 
     import asdf  # noqa: PLC0415 - only saving needs it
 
@@ -206,7 +143,7 @@ def save(result, path, *, overwrite=False):
         with asdf.AsdfFile({_TREE_KEY: result, _VERSION_KEY: __version__}) as af:
             af.write_to(target)
 
-    return _atomic_write(path, write, overwrite)
+    return atomic_write(check_output_path(path, overwrite=overwrite), write, overwrite)
 
 
 def load(path):
@@ -410,7 +347,26 @@ def _provenance_cards(meta, step):
     return cards
 
 
-def _fits_header(cube, name):
+def fits_header(cube, name):
+    """
+    FITS header of one restored object: its WCS, ``BUNIT``, metadata keys and SOLARNET provenance.
+
+    Parameters
+    ----------
+    cube : `~ndcube.NDCube`
+        A restored object.
+    name : str
+        Its name, for error messages.
+
+    Returns
+    -------
+    `~astropy.io.fits.Header`
+
+    Raises
+    ------
+    ValueError
+        If the cube's WCS cannot be written as a FITS header.
+    """
     header = fits.Header()
     meta = cube.meta if isinstance(cube.meta, dict) else {}
     for key, value in meta.items():
@@ -449,7 +405,7 @@ def to_fits_hdulist(result):
     items = list(result.items()) if isinstance(result, NDCollection) else [("object", result)]
     hdus = []
     for index, (name, cube) in enumerate(items):
-        header = _fits_header(cube, name)
+        header = fits_header(cube, name)
         data = np.asarray(cube.data, dtype=np.float32)
         if index == 0:
             hdu = fits.PrimaryHDU(data, header=header)

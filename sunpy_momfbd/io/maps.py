@@ -13,7 +13,7 @@ from ndcube.visualization.mpl_plotter import MatplotlibPlotter
 import sunpy.map
 from sunpy.visualization import axis_labels_from_ctype
 
-from sunpy_momfbd.io.files import _fits_header
+from sunpy_momfbd.io.files import fits_header
 
 __all__ = ["SunpyAxisLabelPlotter", "to_map"]
 
@@ -65,7 +65,7 @@ def to_map(result):
 
 def _cube_to_map(cube, name):
     mask = None if cube.mask is None else np.array(cube.mask, dtype=bool)
-    return sunpy.map.Map(np.array(cube.data), _fits_header(cube, name), mask=mask)
+    return sunpy.map.Map(np.array(cube.data), fits_header(cube, name), mask=mask)
 
 
 class SunpyAxisLabelPlotter(MatplotlibPlotter):

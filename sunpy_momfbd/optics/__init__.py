@@ -15,9 +15,9 @@ from sunpy_momfbd.optics.kolmogorov import (
     random_coefficients,
     unresolved_transfer,
 )
+from sunpy_momfbd.optics.optical_setup import OpticalSetup
 from sunpy_momfbd.optics.psf import cutoff_frequency, diffraction_psf, mtf, psf
 from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
-from sunpy_momfbd.optics.optical_setup import OpticalSetup
 from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
 
 __all__ = [

@@ -18,8 +18,9 @@ from math import gamma
 
 import numpy as np
 
-from sunpy_momfbd.optics.pupil import _positive_int, aperture, pupil_coordinates
+from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
 from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
+from sunpy_momfbd.utils.checks import positive_int
 
 __all__ = ["even_modes", "kl_covariance", "kl_modes", "kl_variance", "random_coefficients", "unresolved_transfer"]
 
@@ -62,8 +63,8 @@ def kl_modes(n_modes, npix, obscuration=0.0, diameter=None):
     (44, 64, 64)
     """
     return _kl_modes(
-        _positive_int("n_modes", n_modes),
-        _positive_int("npix", npix),
+        positive_int("n_modes", n_modes),
+        positive_int("npix", npix),
         float(obscuration),
         None if diameter is None else float(diameter),
     ).copy()
@@ -88,7 +89,7 @@ def kl_covariance(n_modes, obscuration=0.0):
     `numpy.ndarray`
         Covariance matrix in rad², shape (n_modes, n_modes).
     """
-    return _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[1].copy()
+    return _kl_basis(positive_int("n_modes", n_modes), float(obscuration))[1].copy()
 
 
 def kl_variance(n_modes, obscuration=0.0):
@@ -145,7 +146,7 @@ def even_modes(n_modes, obscuration=0.0):
     >>> "".join("E" if even else "O" for even in even_modes(9))
     'OOEEEOOOO'
     """
-    transform = _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[0]
+    transform = _kl_basis(positive_int("n_modes", n_modes), float(obscuration))[0]
     # Each mode mixes Zernikes of one symmetry class; its largest component (Noll j = row + 1) names it.
     orders = [noll_to_nm(int(np.argmax(np.abs(column))) + 1)[1] for column in transform.T]
     return np.array([m % 2 == 0 for m in orders])
@@ -174,13 +175,13 @@ def random_coefficients(n, d_over_r0, n_modes=44, rng=None, obscuration=0.0):
         Coefficients in radians, shape (n, n_modes), drawn from the full covariance
         `kl_covariance` scaled by :math:`(D/r_0)^{5/3}`.
     """
-    n = _positive_int("n", n)
+    n = positive_int("n", n)
     d_over_r0 = np.broadcast_to(np.asarray(d_over_r0, dtype=float), (n,))
     if not np.all(np.isfinite(d_over_r0)) or np.any(d_over_r0 < 0):
         msg = f"d_over_r0 must be finite and non-negative, got {d_over_r0}"
         raise ValueError(msg)
     rng = np.random.default_rng(rng)
-    chol = _kl_basis(_positive_int("n_modes", n_modes), float(obscuration))[2]
+    chol = _kl_basis(positive_int("n_modes", n_modes), float(obscuration))[2]
     unit = rng.standard_normal((n, chol.shape[0])) @ chol.T
     return unit * d_over_r0[:, None] ** (5 / 6)
 
@@ -218,7 +219,7 @@ def unresolved_transfer(frequency, n_modes, d_over_r0, obscuration=0.0):
     >>> [round(float(t), 2) for t in unresolved_transfer([0.0, 0.5], 44, 10.0)]
     [1.0, 0.6]
     """
-    separation, structure = _unresolved_structure(_positive_int("n_modes", n_modes), float(obscuration))
+    separation, structure = _unresolved_structure(positive_int("n_modes", n_modes), float(obscuration))
     frequency = np.clip(np.asarray(frequency, dtype=float), 0, 1)
     residual = np.interp(frequency, separation, structure) * float(d_over_r0) ** (5 / 3)
     return np.exp(-0.5 * residual)

@@ -15,8 +15,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from sunpy_momfbd.optics.kolmogorov import _kl_modes
-from sunpy_momfbd.optics.pupil import _positive_int, aperture
+from sunpy_momfbd.optics.kolmogorov import kl_modes
+from sunpy_momfbd.optics.pupil import aperture
+from sunpy_momfbd.utils.checks import positive_int
 
 __all__ = ["cutoff_frequency", "diffraction_psf", "mtf", "psf"]
 
@@ -62,7 +63,7 @@ def psf(coefficients, setup, npix):
     if coefficients.dtype != torch.float64:
         # Phases of several radians need float32 at least; FFTs and torch.polar take no half types.
         coefficients = coefficients.to(torch.float32)
-    npix = _positive_int("npix", npix)
+    npix = positive_int("npix", npix)
     oversample = max(1, math.ceil(1 / setup.sampling))
     pupil, modes, centring = _pupil_and_modes(
         setup.sampling, setup.obscuration, setup.n_modes, npix, oversample, coefficients.device, coefficients.dtype
@@ -160,7 +161,7 @@ def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, d
     pupil = aperture(grid, obscuration, diameter=diameter)
     if oversample == 1:
         pupil = pupil / np.sqrt(grid**2 * np.sum(pupil**2))
-    modes = _kl_modes(n_modes, grid, obscuration, diameter)
+    modes = kl_modes(n_modes, grid, obscuration, diameter)
     ramp = np.mod(np.arange(grid) * (grid // 2), grid) * (2 * np.pi / grid)
     centring = np.mod(ramp[:, None] + ramp[None, :] + np.pi, 2 * np.pi) - np.pi
     # Normal tensors even when first called under torch.inference_mode(): inference tensors in the
@@ -168,7 +169,7 @@ def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, d
     with torch.inference_mode(False):
         return (
             torch.as_tensor(pupil, dtype=dtype, device=device),
-            torch.as_tensor(np.array(modes), dtype=dtype, device=device),
+            torch.as_tensor(modes, dtype=dtype, device=device),
             torch.as_tensor(centring, dtype=dtype, device=device),
         )
 

@@ -4,6 +4,8 @@ Telescope pupils sampled on square grids.
 
 import numpy as np
 
+from sunpy_momfbd.utils.checks import positive_int
+
 __all__ = ["aperture", "pupil_coordinates"]
 
 
@@ -23,7 +25,7 @@ def pupil_coordinates(npix, diameter=None):
     rho, theta : `numpy.ndarray`
         Radius (1 on the pupil edge) and azimuth (radians, from +x towards +y), shape (npix, npix).
     """
-    npix = _positive_int("npix", npix)
+    npix = positive_int("npix", npix)
     radius = 0.5 * (npix if diameter is None else float(diameter))
     if not radius > 0:
         msg = f"diameter must be positive, got {diameter}"
@@ -93,10 +95,3 @@ def aperture(npix, obscuration=0.0, spiders=0, spider_width=0.0, diameter=None):
 def _coverage(distance_inside):
     """Approximate fraction of a pixel lying inside an edge, given its centre's signed distance."""
     return np.clip(distance_inside + 0.5, 0.0, 1.0)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        msg = f"{name} must be a positive integer, got {value!r}"
-        raise ValueError(msg)
-    return int(value)
