@@ -2,15 +2,12 @@
 The high-level entry point: `deconvolve` a burst given as sunpy/ndcube objects, files or arrays.
 """
 
-import warnings
-
-import numpy as np
-
 from sunpy import log
 
+from sunpy_momfbd import solver
+from sunpy_momfbd.forward.select import choose_forward
 from sunpy_momfbd.io import prepare_burst, solution_to_ndcube, to_map
 from sunpy_momfbd.options import FORWARD_CHOICES, check_options
-from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
 __all__ = ["FORWARD_CHOICES", "OUTPUT_CHOICES", "deconvolve"]
 
@@ -195,17 +192,12 @@ def deconvolve(
         align=align,
     )
     setups = [c.setup for c in prepared.burst.channels]
-    factory, forward_info = _choose_forward(forward, setups, device)
-
-    from sunpy_momfbd.solver import solve  # noqa: PLC0415 - torch is heavy
-
-    log.debug(
-        f"sunpy-momfbd: {prepared.burst.n_frames} frames, forward model {forward_info['name']} ({forward_info['reason']})"
-    )
-    solution = solve(prepared.burst, forward=factory, **options)
+    choice = choose_forward(forward, setups, solver.resolve_device(device))
+    log.debug(f"sunpy-momfbd: {prepared.burst.n_frames} frames, forward model {choice.name} ({choice.reason})")
+    solution = solver.solve(prepared.burst, forward=choice.factory, **options)
     _log_solution(solution)
-    _check_emulator_seeing(forward_info, factory, setups, solution)
-    result = solution_to_ndcube(solution, prepared, forward_info=forward_info)
+    choice.check_seeing(setups, solution.d_over_r0)
+    result = solution_to_ndcube(solution, prepared, forward_info=choice.provenance)
     return to_map(result) if output == "map" else result
 
 
@@ -217,122 +209,3 @@ def _log_solution(solution):
     log.debug(
         f"sunpy-momfbd: mode grid {tuple(settings['mode_grid'])}, {solution.iterations} iterations ({state}); {stages}"
     )
-
-
-def _card_id(model):
-    card = getattr(model, "card", {}) or {}
-    return card.get("id") or card.get("name") or (card.get("architecture") or {}).get("name")
-
-
-def _emulator_info(models, reason):
-    first = models[0]
-    return {
-        "name": "EmulatorForward",
-        "reason": reason,
-        "model_card_id": _card_id(first),
-        "weights_sha256": first.weights_sha256,
-        "package_version": (first.card or {}).get("package_version"),
-        "trained_ranges": (first.card or {}).get("trained_ranges"),
-    }
-
-
-def _physical_info(reason):
-    return {"name": "PhysicalForward", "reason": reason, "model_card_id": None, "weights_sha256": None}
-
-
-def _load_emulators(setups, *, allow_out_of_range=False):
-    from sunpy_momfbd.forward import EmulatorForward  # noqa: PLC0415
-
-    return [
-        EmulatorForward.from_pretrained("default", setup, allow_out_of_range=allow_out_of_range) for setup in setups
-    ]
-
-
-def _factory(setups, models):
-    table = list(zip(setups, models, strict=True))
-
-    def build(setup):
-        for known, model in table:
-            if known == setup:
-                return model
-        msg = f"no forward model prepared for {setup}"
-        raise ValueError(msg)
-
-    return build
-
-
-def _choose_forward(forward, setups, device):
-    """Return the ``forward(setup)`` factory for the solver (None: its physical default) and a record of the choice."""
-    from sunpy_momfbd.forward import ForwardModel  # noqa: PLC0415
-
-    if isinstance(forward, ForwardModel):
-        for setup in setups:
-            if setup != forward.setup:
-                msg = (
-                    f"the given forward model was built for {forward.setup}, but a channel needs {setup}: "
-                    "pass a callable(setup) that builds one model per channel instead"
-                )
-                raise ValueError(msg)
-        info = {
-            "name": type(forward).__name__,
-            "reason": "model instance given by the caller",
-            "model_card_id": _card_id(forward),
-            "weights_sha256": getattr(forward, "weights_sha256", None),
-        }
-        return (lambda setup: forward), info
-    if not isinstance(forward, str):
-        name = getattr(forward, "__name__", type(forward).__name__)
-        return forward, {
-            "name": name,
-            "reason": "callable given by the caller",
-            "model_card_id": None,
-            "weights_sha256": None,
-        }
-    if forward == "physical":
-        return None, _physical_info("requested (forward='physical')")
-    if forward == "emulator":
-        models = _load_emulators(setups)
-        uncertified = [s for s, m in zip(setups, models, strict=True) if not m.is_certified(s)]
-        if uncertified:
-            warnings.warn(
-                f"the emulator's model card does not certify sampling {uncertified[0].sampling:.3g}, obscuration "
-                f"{uncertified[0].obscuration:.3g}: its accuracy there is unverified (forward='physical' is exact)",
-                SunpyMomfbdUserWarning,
-                stacklevel=4,
-            )
-        return _factory(setups, models), _emulator_info(models, "requested (forward='emulator')")
-    from sunpy_momfbd.solver import resolve_device  # noqa: PLC0415 - the solver's own "auto" rule
-
-    resolved = resolve_device(device)
-    if resolved.type != "cuda":
-        return None, _physical_info(f"auto: no CUDA GPU (device {resolved}); the emulator is used on GPUs only")
-    try:
-        models = _load_emulators(setups)
-    except FileNotFoundError:
-        return None, _physical_info("auto: no emulator weights are installed")
-    except ValueError as err:
-        return None, _physical_info(f"auto: the emulator does not cover this set-up ({err})")
-    for setup, model in zip(setups, models, strict=True):
-        if not model.is_certified(setup):
-            reason = (
-                f"auto: the emulator's model card does not certify sampling {setup.sampling:.3g}, "
-                f"obscuration {setup.obscuration:.3g}"
-            )
-            return None, _physical_info(reason)
-    return _factory(setups, models), _emulator_info(models, f"auto: CUDA GPU ({resolved}) and certified set-up")
-
-
-def _check_emulator_seeing(info, factory, setups, solution):
-    """After an emulator solve, record whether the estimated D/r0 lies in the certified range."""
-    if info.get("name") != "EmulatorForward":
-        return
-    worst = float(np.nanmax(solution.d_over_r0)) if np.size(solution.d_over_r0) else None
-    certified = all(factory(s).is_certified(s, worst) for s in setups) if worst is not None else None
-    info["d_over_r0_certified"] = certified
-    if certified is False:
-        warnings.warn(
-            f"the burst's estimated D/r0 (up to {worst:.3g}) is outside the emulator's certified range; "
-            "check the result against forward='physical'",
-            SunpyMomfbdUserWarning,
-            stacklevel=3,
-        )

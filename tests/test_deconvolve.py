@@ -7,10 +7,11 @@ import astropy.units as u
 
 import sunpy.map
 
-from sunpy_momfbd import __version__, api, deconvolve
-from sunpy_momfbd.forward import PhysicalForward
+from sunpy_momfbd import __version__, deconvolve
+from sunpy_momfbd.forward import PhysicalForward, select
 from sunpy_momfbd.io import PhaseDiversity, waves
 from sunpy_momfbd.optics import OpticalSetup
+from sunpy_momfbd.solver import resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_errors_before_any_work(monkeypatch):
 
 class _FakeEmulator:
     weights_sha256 = "0" * 64
-    card = {"name": "fake-card", "trained_ranges": {"sampling": [2, 4]}}
+    card = {"architecture": {"name": "fake-card"}, "weights_sha256": "0" * 64, "trained_ranges": {"sampling": [2, 4]}}
 
     def __init__(self, certified):
         self.certified = certified
@@ -188,17 +189,18 @@ def test_auto_forward_choice(monkeypatch, cuda, loader, name, reason):
             raise loader
         return [_FakeEmulator(loader) for _ in setups]
 
-    monkeypatch.setattr(api, "_load_emulators", load)
+    monkeypatch.setattr(select, "_load_emulators", load)
     setup = OpticalSetup(sampling=2.5)
-    factory, info = api._choose_forward("auto", [setup], "auto")
+    choice = select.choose_forward("auto", [setup], resolve_device("auto"))
+    info = choice.provenance
     assert info["name"] == name
     assert reason in info["reason"]
     if name == "EmulatorForward":
-        assert info["model_card_id"] == "fake-card"
+        assert info["model_card_id"] == "fake-card-000000000000"
         assert info["weights_sha256"] == "0" * 64
-        assert isinstance(factory(setup), _FakeEmulator)
+        assert isinstance(choice.factory(setup), _FakeEmulator)
     else:
-        assert factory is None  # the solver's own PhysicalForward, its PSFs sized for the wavefronts
+        assert choice.factory is None  # the solver's own PhysicalForward, its PSFs sized for the wavefronts
 
 
 @pytest.mark.parametrize(("size", "grid"), [(160, [3, 3]), (64, [1, 1])])

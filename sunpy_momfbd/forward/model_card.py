@@ -21,6 +21,7 @@ __all__ = [
     "ARCHITECTURE_NAME",
     "CARD_FILE",
     "CONDITIONING_FIELDS",
+    "card_id",
     "certifies",
     "check_card",
     "check_trained_ranges",
@@ -104,6 +105,33 @@ def new_card(architecture):
         "weights_sha256": None,
         "training": {},
     }
+
+
+def card_id(card):
+    """
+    Identify the trained model a card describes, for provenance.
+
+    Parameters
+    ----------
+    card : dict
+        A model card (`read_card`, or ``EmulatorForward.card``).
+
+    Returns
+    -------
+    str or None
+        ``"<architecture>-<first 12 hex digits of the weights' SHA-256>"``, e.g.
+        ``"conditional-unet-3f1c2a9b7d40"``; None for a card whose weights were never saved.
+
+    Examples
+    --------
+    >>> from sunpy_momfbd.forward.model_card import card_id
+    >>> card_id({"architecture": {"name": "conditional-unet"}, "weights_sha256": "3f1c2a9b7d40" + "0" * 52})
+    'conditional-unet-3f1c2a9b7d40'
+    """
+    digest = card.get("weights_sha256")
+    if not digest:
+        return None
+    return f"{card['architecture']['name']}-{digest[:12]}"
 
 
 def read_card(card_file):
