@@ -8,6 +8,7 @@ Importing this package is deliberately light (it does not import torch); the sub
 load what they need.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _metadata_version
 
@@ -34,8 +35,6 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib  # noqa: PLC0415
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

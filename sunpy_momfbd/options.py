@@ -9,6 +9,8 @@ sampling) by the solver before its first iteration.
 
 from dataclasses import fields
 
+from sunpy_momfbd.solver.settings import SolverSettings, check_n_modes
+
 __all__ = ["FORWARD_CHOICES", "check_options"]
 
 #: Accepted string values of ``forward`` (a model instance or a ``callable(setup)`` also works).
@@ -48,8 +50,6 @@ def check_options(*, forward="auto", n_modes=44, mode_grid=None, n_iterations=No
     ...
     ValueError: n_iterations must be an integer of at least 0, got -1
     """
-    from sunpy_momfbd.solver.settings import SolverSettings, check_n_modes  # noqa: PLC0415 - torch is heavy
-
     valid = {f.name for f in fields(SolverSettings)}
     unknown = sorted(set(solver_options) - valid)
     if unknown:

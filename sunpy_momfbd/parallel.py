@@ -28,8 +28,10 @@ import astropy.units as u
 from astropy.table import MaskedColumn, Table
 
 from sunpy_momfbd import api
+from sunpy_momfbd.instruments import get_telescope
 from sunpy_momfbd.io import save
 from sunpy_momfbd.options import check_options
+from sunpy_momfbd.solver import SolverSettings
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 
 __all__ = ["STATUSES", "deconvolve_many"]
@@ -406,9 +408,6 @@ def _absolute_files(name, data):
 
 
 def _check_options(options):
-    from sunpy_momfbd.instruments import get_telescope  # noqa: PLC0415
-    from sunpy_momfbd.solver import SolverSettings  # noqa: PLC0415
-
     # The valid names come from deconvolve's own signature and SolverSettings, never a copied list.
     parameters = inspect.signature(api.deconvolve).parameters
     keywords = {n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
@@ -460,7 +459,7 @@ def _default_client():
     # (and need not be installed) for a campaign that runs here.
     if sys.modules.get("distributed") is None:
         return None
-    import distributed  # noqa: PLC0415
+    import distributed  # noqa: PLC0415 - dask is optional (already imported, checked above)
 
     try:
         return distributed.get_client()

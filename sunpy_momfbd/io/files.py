@@ -19,12 +19,15 @@ import re
 import warnings
 from pathlib import Path
 
+import asdf
 import numpy as np
-from ndcube import NDCollection, NDCube
+from ndcube import NDCollection, NDCube, NDCubeSequence
 
 from astropy.io import fits
+from astropy.time import Time
 from astropy.wcs import WCS
 
+from sunpy_momfbd import __version__
 from sunpy_momfbd.io.atomic import atomic_write
 
 __all__ = [
@@ -135,10 +138,6 @@ def save(result, path, *, overwrite=False):
             check_output_path(path, overwrite=overwrite), lambda p: hdulist.writeto(p, overwrite=True), overwrite
         )
 
-    import asdf  # noqa: PLC0415 - only saving needs it
-
-    from sunpy_momfbd import __version__  # noqa: PLC0415
-
     def write(target):
         with asdf.AsdfFile({_TREE_KEY: result, _VERSION_KEY: __version__}) as af:
             af.write_to(target)
@@ -180,8 +179,6 @@ def load(path):
     if not path.is_file():
         msg = f"{path} does not exist"
         raise FileNotFoundError(msg)
-    import asdf  # noqa: PLC0415
-
     try:
         with warnings.catch_warnings():
             # A node that fails to convert (a truncated block, say) is only a warning to asdf.
@@ -228,8 +225,6 @@ def load_series(paths_or_dir, *, pattern="*.asdf", object_name=None):
         If a file is not a complete result (see `load`), has no date, or holds several objects
         and ``object_name`` does not name one of them. The message names the file.
     """
-    from ndcube import NDCubeSequence  # noqa: PLC0415
-
     paths = _series_paths(paths_or_dir, pattern)
     entries = sorted((_series_entry(path, object_name) for path in paths), key=lambda entry: entry[0])
     cubes = [cube for _, _, cube in entries]
@@ -254,8 +249,6 @@ def _series_paths(paths_or_dir, pattern):
 
 
 def _series_entry(path, object_name):
-    from astropy.time import Time  # noqa: PLC0415
-
     result = load(path)
     if isinstance(result, NDCollection):
         if object_name not in result:

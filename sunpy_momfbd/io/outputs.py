@@ -17,6 +17,7 @@ Each restored object becomes an NDCube with:
 
 import copy
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 from ndcube import NDCollection, NDCube
@@ -49,8 +50,6 @@ def _plain(value):
 
 
 def _library_versions():
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
     versions = {}
     for name in _LIBRARIES:
         try:
