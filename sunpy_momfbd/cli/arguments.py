@@ -1,7 +1,7 @@
 """
 Command-line arguments shared by the restoring subcommands, and their conversion into `~sunpy_momfbd.deconvolve`'s keywords.
 
-Every conversion raises `~sunpy_momfbd.cli._base.CLIError` with a message naming the flag.
+Every conversion raises `~sunpy_momfbd.cli.CLIError` with a message naming the flag.
 """
 
 import ast

@@ -178,7 +178,7 @@ def check_pointing(frames):
                 f"{frame.label} points {offset:.2g} pixels away from frame 0 ({first.time}); the "
                 "result uses frame 0's WCS: co-align the frames first (align=True) for an exact WCS",
                 SunpyMomfbdUserWarning,
-                stacklevel=4,
+                stacklevel=5,  # the caller of deconvolve (via prepare_burst)
             )
             return
 
@@ -251,6 +251,7 @@ def drop_bad_frames(reads, drop):
     if not drop:
         msg = f"{described}: remove it or pass drop_bad_frames=True (the frame is then dropped from every channel)"
         raise ValueError(msg)
+    # stacklevel: the caller of deconvolve (via prepare_burst)
     warnings.warn(f"dropped from every channel: {described}", SunpyMomfbdUserWarning, stacklevel=4)
     keep = [i for i in range(len(next(iter(reads.values())))) if i not in bad]
     for frames in reads.values():

@@ -197,7 +197,9 @@ def prepare_burst(
         raise ValueError(msg)
     diversity = _check_diversity_spec(diversity, channels_in, single)
     align = _check_align(align)
-    reads = {name: _read_channel(name, value, single, hdu, fill_invalid, align) for name, value in channels_in.items()}
+    reads = {}
+    for name, value in channels_in.items():  # a loop, not a comprehension: the warnings' stacklevels
+        reads[name] = _read_channel(name, value, single, hdu, fill_invalid, align)
     checks.check_channels_agree(reads)
     preprocess = checks.drop_bad_frames(reads, drop_bad_frames)
     preprocess.update(_preprocess(reads, select, align))

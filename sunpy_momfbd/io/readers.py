@@ -326,8 +326,8 @@ def _note_missing_dates(read):
             "frames) have no DATE-OBS: the result's dates come from the dated frames only"
         )
         read.notes.append(note)
-        # Points at the caller of deconvolve: here ← _from_maps ← reader ← dispatch ← read_frames ← prepare_burst ← deconvolve.
-        warnings.warn(note, SunpyMomfbdUserWarning, stacklevel=8)
+        # The caller of deconvolve, from a list of Maps or a MapSequence (via prepare_burst and read_frames).
+        warnings.warn(note, SunpyMomfbdUserWarning, stacklevel=9)
 
 
 def _date(meta):

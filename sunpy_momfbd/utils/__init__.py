@@ -1,5 +1,5 @@
 """
-Utilities shared across sunpy-momfbd: warning and exception classes.
+Utilities shared across sunpy-momfbd: warning classes and argument checks.
 """
 
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning, SunpyMomfbdWarning
