@@ -10,9 +10,8 @@ from astropy.io import fits
 
 import sunpy.map
 
-from sunpy_momfbd.cli.arguments import group_files
 from sunpy_momfbd.instruments import Telescope
-from sunpy_momfbd.io import PhaseDiversity, prepare_burst, read_fits_map, waves
+from sunpy_momfbd.io import PhaseDiversity, group_files, prepare_burst, read_fits_map, waves
 from sunpy_momfbd.optics import OpticalSetup, defocus_coefficients
 from sunpy_momfbd.utils.exceptions import SunpyMomfbdUserWarning
 

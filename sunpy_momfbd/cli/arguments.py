@@ -5,9 +5,6 @@ Every conversion raises `~sunpy_momfbd.cli.CLIError` with a message naming the f
 """
 
 import ast
-import fnmatch
-import glob
-from pathlib import Path
 
 from sunpy_momfbd.cli._base import CLIError
 
@@ -16,7 +13,6 @@ __all__ = [
     "add_optics_arguments",
     "add_solver_arguments",
     "diversity",
-    "group_files",
     "input_options",
     "key_value",
     "mode_grid",
@@ -192,47 +188,3 @@ def pixel_scale(text):
         return float(text) * u.arcsec / u.pix
     except ValueError:
         raise CLIError(f"--pixel-scale must be a number of arcsec per pixel, got {text!r}") from None
-
-
-def group_files(files, patterns):
-    """
-    Assign files to objects by glob patterns.
-
-    Parameters
-    ----------
-    files : list of str
-        File paths (may be empty: then each pattern is expanded on disk).
-    patterns : dict of str to str
-        Object name → glob pattern, matched against the full path and the file name.
-
-    Returns
-    -------
-    dict of str to list of str
-
-    Raises
-    ------
-    ValueError
-        If a pattern matches no file, a file matches two patterns, or a file matches none.
-    """
-    groups = {}
-    for name, pattern in patterns.items():
-        if files:
-            matched = [f for f in files if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(Path(f).name, pattern)]
-        else:
-            matched = sorted(glob.glob(pattern))  # noqa: PTH207 - a user's shell-style pattern
-        if not matched:
-            msg = f"object {name!r}: pattern {pattern!r} matches no input file"
-            raise ValueError(msg)
-        groups[name] = matched
-    owners = {}
-    for name, matched in groups.items():
-        for f in matched:
-            if f in owners:
-                msg = f"file {f} matches the patterns of both {owners[f]!r} and {name!r}"
-                raise ValueError(msg)
-            owners[f] = name
-    unmatched = [f for f in files if f not in owners]
-    if unmatched:
-        msg = f"files match no --object pattern: {', '.join(unmatched)}"
-        raise ValueError(msg)
-    return groups

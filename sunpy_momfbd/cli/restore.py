@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sunpy_momfbd.cli import arguments
 from sunpy_momfbd.cli._base import CLIError, Subcommand
+from sunpy_momfbd.io import group_files
 
 __all__ = ["DECONVOLVE", "DEMO"]
 
@@ -48,7 +49,7 @@ def _inputs(args):
             raise CLIError("no input files given")
         return [str(f) for f in args.files]
     patterns = dict(arguments.key_value(item, "--object") for item in args.object)
-    return arguments.group_files([str(f) for f in args.files], patterns)
+    return group_files([str(f) for f in args.files], patterns)
 
 
 def _check_png(path, overwrite):

@@ -3,7 +3,7 @@ The sunpy layer: user input to Burst, Solution to NDCube/NDCollection, and ASDF/
 """
 
 from sunpy_momfbd.io.files import check_output_path, load, load_series, save, to_fits_hdulist
-from sunpy_momfbd.io.fits_frames import read_fits_frames, read_fits_map
+from sunpy_momfbd.io.fits_frames import group_files, read_fits_frames, read_fits_map
 from sunpy_momfbd.io.maps import SunpyAxisLabelPlotter, to_map
 from sunpy_momfbd.io.meta import ResultMeta
 from sunpy_momfbd.io.outputs import solution_to_ndcube
@@ -17,6 +17,7 @@ __all__ = [
     "ResultMeta",
     "SunpyAxisLabelPlotter",
     "check_output_path",
+    "group_files",
     "load",
     "load_series",
     "prepare_burst",

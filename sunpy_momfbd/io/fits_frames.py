@@ -8,6 +8,8 @@ a frame names where it came from. Known header traps are repaired first: a SOLAR
 ``WAVEUNIT`` power of ten (``-9``) becomes a unit string with ``WAVELNTH`` in nm.
 """
 
+import fnmatch
+import glob
 import re
 import warnings
 from pathlib import Path
@@ -24,7 +26,7 @@ from sunpy.map.mapbase import MapMetaValidationError
 
 from sunpy_momfbd.instruments import wavelength_from_meta
 
-__all__ = ["read_fits_frames", "read_fits_map"]
+__all__ = ["group_files", "read_fits_frames", "read_fits_map"]
 
 #: Header keys that describe the array or its WCS (never copied between HDUs or planes).
 WCS_KEY = re.compile(
@@ -230,3 +232,47 @@ def _repair_header(header, where):
         header["WAVELNTH"] = float(wavelength.to_value(u.nm))
         header["WAVEUNIT"] = "nm"
     return header
+
+
+def group_files(files, patterns):
+    """
+    Assign files to objects by glob patterns.
+
+    Parameters
+    ----------
+    files : list of str
+        File paths (may be empty: then each pattern is expanded on disk).
+    patterns : dict of str to str
+        Object name → glob pattern, matched against the full path and the file name.
+
+    Returns
+    -------
+    dict of str to list of str
+
+    Raises
+    ------
+    ValueError
+        If a pattern matches no file, a file matches two patterns, or a file matches none.
+    """
+    groups = {}
+    for name, pattern in patterns.items():
+        if files:
+            matched = [f for f in files if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(Path(f).name, pattern)]
+        else:
+            matched = sorted(glob.glob(pattern))  # noqa: PTH207 - a user's shell-style pattern
+        if not matched:
+            msg = f"object {name!r}: pattern {pattern!r} matches no input file"
+            raise ValueError(msg)
+        groups[name] = matched
+    owners = {}
+    for name, matched in groups.items():
+        for f in matched:
+            if f in owners:
+                msg = f"file {f} matches the patterns of both {owners[f]!r} and {name!r}"
+                raise ValueError(msg)
+            owners[f] = name
+    unmatched = [f for f in files if f not in owners]
+    if unmatched:
+        msg = f"files match no --object pattern: {', '.join(unmatched)}"
+        raise ValueError(msg)
+    return groups
