@@ -92,7 +92,7 @@ def choose_forward(forward, setups, device):
         The optics of every channel.
     device : `torch.device`
         The device the solve runs on (``"auto"`` already resolved, see
-        `~sunpy_momfbd.solver.resolve_device`).
+        `~sunpy_momfbd.utils.resolve_device`).
 
     Returns
     -------

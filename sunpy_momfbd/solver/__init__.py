@@ -3,6 +3,7 @@ The MOMFBD solver on plain tensors: problem description, optimisation and soluti
 """
 
 from sunpy_momfbd.solver.problem import Burst, Channel
-from sunpy_momfbd.solver.solve import Solution, SolverSettings, auto_mode_grid, resolve_device, solve
+from sunpy_momfbd.solver.solve import Solution, SolverSettings, auto_mode_grid, solve
+from sunpy_momfbd.utils.device import resolve_device  # the solver's device names
 
 __all__ = ["Burst", "Channel", "Solution", "SolverSettings", "auto_mode_grid", "resolve_device", "solve"]

@@ -18,8 +18,9 @@ from sunpy_momfbd.solver.initialise import patch_layout, patch_wavefronts, to_mo
 from sunpy_momfbd.solver.objects import PreconditionedObject, prior_penalty, wiener_start
 from sunpy_momfbd.solver.problem import Burst
 from sunpy_momfbd.solver.settings import SolverSettings, check_loss, check_problem
+from sunpy_momfbd.utils.device import resolve_device
 
-__all__ = ["Solution", "SolverSettings", "auto_mode_grid", "resolve_device", "solve"]
+__all__ = ["Solution", "SolverSettings", "auto_mode_grid", "solve"]
 
 #: Fresh starts of L-BFGS's curvature history allowed when the loss stalls, before stopping.
 MAX_LBFGS_RESTARTS = 3
@@ -502,14 +503,3 @@ def _reach(model):
     """Half the support of a forward model's PSFs: the border the object is solved for."""
     size = getattr(model, "psf_size", None)
     return int(size // 2) if size else int(getattr(model, "receptive_radius", 16))
-
-
-def resolve_device(name):
-    """Return the torch device for a name; "auto" is CUDA, then MPS, then the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
