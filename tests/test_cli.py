@@ -136,3 +136,14 @@ def test_script_unknown_subcommand():
     assert result.returncode != 0
     assert "invalid choice: 'no-such-command'" in result.stderr
     assert result.stderr.count("\n") <= 2
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    # ``sunpy-momfbd info | head -1``: the pipe closes before the output is written.
+    command = [sys.executable, "-m", "sunpy_momfbd.cli", "info"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.close()
+        error = process.stderr.read().decode()
+        status = process.wait(timeout=300)
+    assert status == 0, error
+    assert error == ""

@@ -15,6 +15,7 @@ internal error: one line asking to rerun with ``--debug`` and report it, exit st
 """
 
 import argparse
+import os
 import sys
 
 from sunpy_momfbd import __version__
@@ -108,12 +109,17 @@ def main(argv=None):
         print(f"{PROG}: error: no command given; choose one of: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not at the interpreter's exit
+        return status
     except KeyboardInterrupt:
         if args.debug:
             raise
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except Exception as exc:
         if args.debug:
             raise
