@@ -532,7 +532,8 @@ def run_oracle(data, options):
     n_iterations = int(options.get("n_iterations", 100))
     tolerance = float(options.get("tolerance", 1e-6))
     start = time.perf_counter()
-    settings = SolverSettings(mode_grid=tuple(modes.shape[-2:]), progress=False, device="cpu")
+    # The object prior of a solve that refines its wavefronts: true ones need no extra damping.
+    settings = SolverSettings(mode_grid=tuple(modes.shape[-2:]), object_prior=1.0, progress=False, device="cpu")
     problem = _Problem(Burst(_channels(data, setup)), settings)
     problem.use_forward(seeing=float(data["d_over_r0"]), nodes_per_cell=2)  # the simulation's model
     if problem.padding != int(data["margin"]):

