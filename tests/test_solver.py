@@ -399,7 +399,7 @@ def beyond_fitted_modes():
     )
     # The restoration that knows the true wavefronts: the solver's object solve with them fixed.
     settings = SolverSettings(
-        mode_grid=(1, 1), refine_wavefronts=False, object_prior=1.0, progress=False, n_iterations=60
+        mode_grid=(1, 1), refine_wavefronts=False, object_prior=1.0, tolerance=1e-5, progress=False, n_iterations=60
     )
     problem = _Problem(Burst([Channel(burst.frames, truth_setup)]), settings, PhysicalForward)
     objects, *_ = _refine(problem, torch.as_tensor(burst.scene_modes, dtype=problem.dtype))

@@ -138,9 +138,10 @@ def solve(burst, *, forward=None, settings=None, **options):
     if not isinstance(burst, Burst):
         msg = f"burst must be a sunpy_momfbd.solver.Burst, got {type(burst).__name__}"
         raise TypeError(msg)
-    settings = _resolve_strategy(SolverSettings(**{**(asdict(settings) if settings else {}), **options}), burst.shape)
+    settings = SolverSettings(**{**(asdict(settings) if settings else {}), **options})
     torch.manual_seed(settings.seed)
     problem = _Problem(burst, settings, forward)
+    settings = problem.settings
     check_problem(problem)
     timing = {}
 
@@ -212,11 +213,11 @@ def auto_mode_grid(shape, patch_size, padding):
 
 def _resolve_strategy(settings, shape):
     """
-    Settle ``refine_wavefronts``, ``patch_metric`` and ``object_prior`` left "auto" (see `SolverSettings`).
+    Settle ``refine_wavefronts`` and what follows from it, where left "auto" (see `SolverSettings`).
 
     On a single-point mode grid the whole-field fit refines the wavefronts from a start found with
     its own objective; on a spatially variant grid the patch wavefronts, found with the objects
-    integrated out, are final and the object's prior stronger.
+    integrated out, are final, the object's prior stronger and its solve quadratic.
     """
     if settings.refine_wavefronts == "auto":
         grid = settings.mode_grid
@@ -227,6 +228,8 @@ def _resolve_strategy(settings, shape):
         settings = replace(settings, patch_metric="joint" if settings.refine_wavefronts else "marginal")
     if settings.object_prior == "auto":
         settings = replace(settings, object_prior=1.0 if settings.refine_wavefronts else 3.0)
+    if settings.tolerance == "auto":
+        settings = replace(settings, tolerance=1e-5 if settings.refine_wavefronts else 1e-3)
     return settings
 
 
@@ -240,7 +243,7 @@ class _Problem:
     """Data, optics and forward models of a burst prepared on the working device."""
 
     def __init__(self, burst, settings, forward=None):
-        self.settings = settings
+        self.settings = _resolve_strategy(settings, burst.shape)
         self.device = resolve_device(settings.device)
         self.dtype = settings.dtype
         self.burst = burst
