@@ -214,6 +214,12 @@ def test_wavefront_grid_follows_the_field_by_default(size, grid):
     assert provenance["settings"]["mode_grid"] == grid
     assert result.meta["wavefront"]["modes"].shape[-2:] == tuple(grid)
     assert tuple(grid) == auto_mode_grid((size, size), provenance["settings"]["patch_size"], provenance["padding"])
+    # The strategy follows the grid: spatially variant wavefronts come from the marginal patch fit
+    # and are kept; a single wavefront is refined over the whole field.
+    variant = grid != [1, 1]
+    assert provenance["settings"]["refine_wavefronts"] is not variant
+    assert provenance["settings"]["patch_metric"] == ("marginal" if variant else "joint")
+    assert provenance["settings"]["object_prior"] == (3.0 if variant else 1.0)
 
 
 def test_the_choices_and_stage_times_are_logged():

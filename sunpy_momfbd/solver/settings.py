@@ -67,7 +67,7 @@ class SolverSettings:
         frequencies), which keeps noise out of frequencies the data hardly constrain. "auto"
         (default) takes 1 when the wavefronts are refined and 3 when they are held at the
         initialisation's: the object then also absorbs their errors, strongest at the high
-        frequencies (on the 256² benchmark burst 1, 3 and 10 gave errors 0.205, 0.183 and 0.227).
+        frequencies (on the 128² benchmark burst 1, 3 and 10 gave errors 0.205, 0.183 and 0.227).
     mode_steps : tuple or None
         Mode counts fitted in successive initialisation stages (None in it means all); by default
         one stage per radial order (5, 9, 14, 20, 27, 35, 44 for 44 modes), after the tip-tilt
