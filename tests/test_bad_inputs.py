@@ -61,7 +61,7 @@ BAD_OPTIONS = [
     ({"learning_rate": 0}, ValueError, "learning_rate must be a finite number > 0, got 0"),
     ({"frame_batch": 0}, ValueError, "frame_batch must be 'auto', None or a positive integer, got 0"),
     ({"d_over_r0": -3}, ValueError, "d_over_r0 must be a finite number > 0 or None, got -3"),
-    ({"even_seed": math.nan}, ValueError, "even_seed must be a finite number >= 0, got nan"),
+    ({"even_seed": math.nan}, ValueError, "even_seed must be 'auto' or a finite number >= 0, got nan"),
     ({"mode_grid": (2, 0)}, ValueError, "mode_grid must be 'auto' or one or two positive integers (gy, gx)"),
     ({"mode_grid": True}, ValueError, "mode_grid must be 'auto' or one or two positive integers (gy, gx)"),
     ({"fit_diversity": "yes"}, ValueError, "fit_diversity must be True or False, got 'yes'"),

@@ -150,16 +150,18 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
     # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
     coefficients[..., :2] = _tilt_from_motion(data.spectra[0], problem.setups[0]) / problem.scales[0]
     known = problem.settings.d_over_r0
-    seeing = known or DEFAULT_D_OVER_R0  # for the Kolmogorov prior
+    estimate = DEFAULT_D_OVER_R0  # what the fitted modes say, never below the assumption
     twins = even_seed and not problem.diversities.abs().sum() > 0  # a diversity channel fixes the sign
     fitted = 2
     progress = tqdm(stages, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
     for stage, active in enumerate(progress):
         progress.set_postfix(modes=active)
-        prior = _prior_variance(coefficients[..., :fitted], variance, seeing)
+        prior = _prior_variance(coefficients[..., :fitted], variance, known or estimate)
         if twins:  # one draw per frame, shared by its patches, so that they start on the same twin
             seed = torch.randn(n_frames, active - fitted, device=problem.device, dtype=problem.dtype)
-            coefficients[..., fitted:active] = even_seed * prior[fitted:active].sqrt() * seed
+            # At the seeing the fitted modes show: a told D/r0 overstates the AO-corrected modes.
+            spread = _prior_variance(coefficients[..., :fitted], variance, estimate)[fitted:active].sqrt()
+            coefficients[..., fitted:active] = even_seed * spread * seed
         last = active == n_modes
         band = data.bands(BAND[0] + (BAND[1] - BAND[0]) * stage / max(len(stages) - 1, 1))
         coefficients[..., :active] = _fit(
@@ -167,8 +169,7 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
         )
         fitted = active
         # Never below the assumption: low orders may be AO-corrected, which says nothing of the rest.
-        if known is None:
-            seeing = max(seeing, _estimate_seeing(coefficients[..., :fitted], variance))
+        estimate = max(estimate, _estimate_seeing(coefficients[..., :fitted], variance))
     coefficients = _zero_mean_tilt(coefficients, dim=1)
     if twins:
         parity = torch.as_tensor(even_modes(n_modes, problem.setups[0].obscuration), device=problem.device)

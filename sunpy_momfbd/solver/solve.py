@@ -228,6 +228,8 @@ def _resolve_strategy(settings, shape):
         settings = replace(settings, patch_metric="joint" if settings.refine_wavefronts else "marginal")
     if settings.object_prior == "auto":
         settings = replace(settings, object_prior=1.0 if settings.refine_wavefronts else 3.0)
+    if settings.even_seed == "auto":
+        settings = replace(settings, even_seed=0.0 if settings.d_over_r0 else 1.0)
     if settings.tolerance == "auto":
         settings = replace(settings, tolerance=1e-5 if settings.refine_wavefronts else 1e-3)
     return settings
