@@ -427,11 +427,14 @@ def test_restoration_with_unknown_wavefronts_approaches_the_true_psf_restoration
     assert np.corrcoef(fitted[:2].ravel(), true_modes[:2].ravel())[0, 1] > 0.95
     # Measured 0.26 with the even modes seeded (0.38 without, the restoration unchanged at 0.163):
     # the seeded even modes take a share of what the odd ones explained. Their even parts, per frame
-    # up to the twin's sign, correlate with the truth's by 0.29.
+    # up to the twin's sign, correlate with the truth's by 0.29 ...
     assert np.corrcoef(fitted[odd].ravel(), true_modes[odd].ravel())[0, 1] > 0.2
     even = even_modes(44)
     twin = [abs(np.corrcoef(fitted[even, k], true_modes[even, k])[0, 1]) for k in range(fitted.shape[1])]
     assert np.mean(twin) > 0.2
+    # ... and are not left near zero, where correlation alone cannot tell (measured RMS 0.24 rad
+    # against the truth's 0.34; 0.02 without seeds).
+    assert np.sqrt(np.mean(fitted[even] ** 2)) > 0.3 * np.sqrt(np.mean(true_modes[even] ** 2))
 
 
 def test_devices_resolve_by_name_and_auto_prefers_an_accelerator():

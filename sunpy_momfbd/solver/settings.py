@@ -162,6 +162,10 @@ def _invalid(name, value, allowed):
     return ValueError(msg)
 
 
+def _is_auto(value):
+    return isinstance(value, str) and value == "auto"
+
+
 def _is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
@@ -180,7 +184,7 @@ def _number(minimum, *, strict, optional=False, auto=False):
     allowed = "'auto' or " + allowed if auto else allowed
 
     def check(name, value):
-        if (optional and value is None) or (auto and isinstance(value, str) and value == "auto"):
+        if (optional and value is None) or (auto and _is_auto(value)):
             return value
         if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_) or not math.isfinite(value):
             raise _invalid(name, value, allowed)
@@ -198,7 +202,7 @@ def _flag(name, value):
 
 
 def _auto_flag(name, value):
-    if isinstance(value, str) and value == "auto":
+    if _is_auto(value):
         return value
     if not isinstance(value, bool | np.bool_):
         raise _invalid(name, value, "'auto', True or False")
@@ -218,7 +222,7 @@ def _optimizer(name, value):
 
 
 def _mode_grid(name, value):
-    if isinstance(value, str) and value == "auto":
+    if _is_auto(value):
         return value
     grid = (value, value) if _is_integer(value) else value
     if not isinstance(grid, tuple | list) or len(grid) != 2 or not all(_is_integer(g) and g >= 1 for g in grid):
@@ -238,7 +242,7 @@ def _mode_steps(name, value):
 
 
 def _frame_batch(name, value):
-    if value is None or (isinstance(value, str) and value == "auto"):
+    if value is None or _is_auto(value):
         return value
     if not _is_integer(value) or value < 1:
         raise _invalid(name, value, "'auto', None or a positive integer")
@@ -260,7 +264,7 @@ def _seed(name, value):
 
 def _device(name, value):
     """Refuse device names torch cannot parse and devices this machine cannot use."""
-    if isinstance(value, str) and value == "auto":
+    if _is_auto(value):
         return value
     try:
         device = torch.device(value)

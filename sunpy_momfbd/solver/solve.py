@@ -221,8 +221,8 @@ def _resolve_strategy(settings, shape):
     """
     if settings.refine_wavefronts == "auto":
         grid = settings.mode_grid
-        if grid == "auto":
-            grid, _ = patch_layout(shape, min(settings.patch_size, *shape))
+        if grid == "auto":  # whether it is a single point does not depend on the padding
+            grid = auto_mode_grid(shape, settings.patch_size, padding=0)
         settings = replace(settings, refine_wavefronts=tuple(grid) == (1, 1))
     if settings.patch_metric == "auto":
         settings = replace(settings, patch_metric="joint" if settings.refine_wavefronts else "marginal")
