@@ -12,7 +12,7 @@ from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, ev
 from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, initialise, solve
 from sunpy_momfbd.solver.initialise import patch_wavefronts
-from sunpy_momfbd.solver.solve import _Problem, _refine
+from sunpy_momfbd.solver.solve import _conjugate_gradients, _Problem, _refine
 
 FAST = {"n_iterations": 40, "progress": False}
 
@@ -443,3 +443,29 @@ def test_devices_resolve_by_name_and_auto_prefers_an_accelerator():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device("auto").type == expected
+
+
+def test_conjugate_gradients_reach_the_minimum_of_a_quadratic():
+    # An ill-conditioned quadratic in two parameter blocks (as objects are): exact steps reach the
+    # solution of A x = b within as many iterations as there are unknowns.
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    matrix = torch.as_tensor(basis @ np.diag(np.logspace(0, 3, 12)) @ basis.T)
+    target = torch.as_tensor(rng.normal(size=12))
+    parameters = [torch.zeros(n, dtype=torch.float64, requires_grad=True) for n in (5, 7)]
+
+    def closure():
+        for parameter in parameters:
+            parameter.grad = None
+        x = torch.cat(parameters)
+        loss = 0.5 * x @ matrix @ x - target @ x
+        loss.backward()
+        return loss.item()
+
+    history = []
+    settings = SolverSettings(n_iterations=30, tolerance=1e-12, progress=False)
+    assert _conjugate_gradients(closure, parameters, settings, history)
+    solution = torch.linalg.solve(matrix, target)
+    assert torch.allclose(torch.cat(parameters).detach(), solution, rtol=1e-6, atol=1e-8)
+    assert history[11] == pytest.approx(float(-0.5 * target @ solution), rel=1e-9)  # one per unknown
+    assert all(later <= earlier for earlier, later in zip(history, history[1:]))

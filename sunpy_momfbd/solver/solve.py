@@ -231,7 +231,7 @@ def _resolve_strategy(settings, shape):
     if settings.even_seed == "auto":
         settings = replace(settings, even_seed=0.0 if settings.d_over_r0 else 1.0)
     if settings.tolerance == "auto":
-        settings = replace(settings, tolerance=1e-5 if settings.refine_wavefronts else 1e-3)
+        settings = replace(settings, tolerance=1e-5 if settings.refine_wavefronts else 2e-3)
     return settings
 
 
@@ -430,7 +430,8 @@ def _refine(problem, modes):
     batches = problem.batches()
 
     def closure():
-        optimiser.zero_grad()
+        for parameter in parameters:
+            parameter.grad = None
         total = 0  # summed on the device: one host synchronisation per evaluation, not per batch
         for frames in batches:
             estimate = {k: o() for k, o in objects.items()}
@@ -452,13 +453,23 @@ def _refine(problem, modes):
 
     parameters = [o.variable for o in objects.values()]
     parameters += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
+    history = []  # loss after every iteration, appended by the minimiser
+    quadratic = not (settings.refine_wavefronts or fit_offsets)  # in the objects, the only unknowns
+    converged = (_conjugate_gradients if quadratic else _minimise)(closure, parameters, settings, history)
+    problem.offsets = problem.offsets.detach()
+    with torch.no_grad():
+        return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
+
+
+def _minimise(closure, parameters, settings, history):
+    """L-BFGS or Adam iterations until the relative loss change over 5 iterations is below the tolerance."""
     if settings.optimizer == "lbfgs":
         optimiser = _StepwiseLBFGS(parameters)
     else:
         optimiser = torch.optim.Adam(parameters, lr=settings.learning_rate)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(settings.n_iterations, 1))
 
-    history, converged, restarts = [], False, 0
+    converged, restarts = False, 0
     with tqdm(total=settings.n_iterations, desc="MOMFBD", disable=not settings.progress, leave=False) as bar:
         for _ in range(settings.n_iterations):
             loss = float(optimiser.step(closure))
@@ -476,9 +487,56 @@ def _refine(problem, modes):
                     continue
                 converged = True
                 break
-    problem.offsets = problem.offsets.detach()
-    with torch.no_grad():
-        return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
+    return converged
+
+
+def _conjugate_gradients(closure, parameters, settings, history):
+    """
+    Minimise a quadratic loss by conjugate gradients, one gradient evaluation per iteration.
+
+    For a quadratic, the gradient at a trial point along the search direction p gives the
+    Hessian's product with p, hence the exact minimising step and the gradient there, without a
+    line search. Stops when an iteration lowers the loss by less than the tolerance (relative).
+    """
+    def gradient(point):
+        for parameter, value in zip(parameters, point, strict=True):
+            parameter.data.copy_(value)
+        loss = closure()
+        return loss, [parameter.grad.detach().clone() for parameter in parameters]
+
+    def dot(a, b):
+        return float(sum((x * y).sum() for x, y in zip(a, b, strict=True)))
+
+    point = [parameter.detach().clone() for parameter in parameters]
+    loss, grad = gradient(point)
+    direction = [-g for g in grad]
+    trial = 1.0
+    converged = False
+    with tqdm(total=settings.n_iterations, desc="MOMFBD objects", disable=not settings.progress, leave=False) as bar:
+        for _ in range(settings.n_iterations):
+            _, moved = gradient([x + trial * d for x, d in zip(point, direction, strict=True)])
+            curvature_direction = [(m - g) / trial for m, g in zip(moved, grad, strict=True)]
+            curvature = dot(direction, curvature_direction)
+            slope = dot(grad, direction)
+            if not curvature > 0 or slope >= 0:
+                converged = True
+                break
+            step = -slope / curvature
+            point = [x + step * d for x, d in zip(point, direction, strict=True)]
+            new_grad = [g + step * h for g, h in zip(grad, curvature_direction, strict=True)]
+            new_loss = loss + 0.5 * step * slope
+            beta = max(0.0, dot(new_grad, [n - g for n, g in zip(new_grad, grad, strict=True)]) / dot(grad, grad))
+            direction = [-n + beta * d for n, d in zip(new_grad, direction, strict=True)]
+            decrease, loss, grad, trial = loss - new_loss, new_loss, new_grad, step
+            history.append(loss)
+            bar.set_postfix(loss=f"{loss:.5g}")
+            bar.update()
+            if decrease <= settings.tolerance * abs(loss):
+                converged = True
+                break
+    for parameter, value in zip(parameters, point, strict=True):
+        parameter.data.copy_(value)
+    return converged
 
 
 class _StepwiseLBFGS(torch.optim.LBFGS):
