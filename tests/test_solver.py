@@ -1,6 +1,7 @@
 """The MOMFBD solver recovers known truths from simulated bursts."""
 
 import importlib
+import itertools
 import sys
 
 import numpy as np
@@ -468,4 +469,4 @@ def test_conjugate_gradients_reach_the_minimum_of_a_quadratic():
     solution = torch.linalg.solve(matrix, target)
     assert torch.allclose(torch.cat(parameters).detach(), solution, rtol=1e-6, atol=1e-8)
     assert history[13] == pytest.approx(float(-0.5 * target @ solution), rel=1e-9)
-    assert all(later <= earlier for earlier, later in zip(history, history[1:]))
+    assert all(later <= earlier for earlier, later in itertools.pairwise(history))

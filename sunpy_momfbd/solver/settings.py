@@ -72,8 +72,8 @@ class SolverSettings:
         frequencies (on the 128² benchmark burst 1, 3 and 10 gave errors 0.205, 0.183 and 0.227).
     mode_steps : tuple or None
         Mode counts fitted in successive initialisation stages (None in it means all); by default
-        one stage per radial order (5, 9, 14, 20, 27, 35, 44 for 44 modes), after the tip-tilt
-        found from the image motion.
+        those that complete radial orders 2 and 4, then all (5, 14, 44 for 44 modes), after the
+        tip-tilt found from the image motion.
     smoothness : float
         Weight of the mode maps' spatial smoothness (squared differences between neighbouring grid
         points, in units of each mode's Kolmogorov variance); non-negative.

@@ -498,6 +498,7 @@ def _conjugate_gradients(closure, parameters, settings, history):
     Hessian's product with p, hence the exact minimising step and the gradient there, without a
     line search. Stops when an iteration lowers the loss by less than the tolerance (relative).
     """
+
     def gradient(point):
         for parameter, value in zip(parameters, point, strict=True):
             parameter.data.copy_(value)
