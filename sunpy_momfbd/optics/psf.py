@@ -71,11 +71,13 @@ def psf(coefficients, setup, npix):
     grid = oversample * npix
     batch_shape = coefficients.shape[:-1]
     # phase = centring + coefficients · modes in one matrix product (addmm), over a flat batch; not
-    # lowered to bfloat16 by autocast (CUDA's torch.polar would refuse it, and the phase needs float32).
+    # lowered to bfloat16 by autocast (complex tensors need float32, and so does the phase). The
+    # field from cos and sin: torch.polar is four times slower on a CPU (and 1.25 times with its
+    # backward pass and the FFT).
     flat = coefficients.reshape(-1, setup.n_modes)
     with without_autocast(coefficients.device):
         phase = torch.addmm(centring.view(1, -1), flat, modes.view(setup.n_modes, -1)).view(*batch_shape, grid, grid)
-    field = torch.polar(pupil.expand_as(phase), phase)
+        field = torch.complex(pupil * torch.cos(phase), pupil * torch.sin(phase))
     # |FFT|², as the sum of squares of the real and imaginary parts (cheaper than abs().square()).
     intensity = torch.view_as_real(torch.fft.fft2(field)).square().sum(dim=-1)
     if oversample == 1:
