@@ -35,8 +35,7 @@ FULL_RUNS = [
         ("restore.py", ["--case", case, "--output", f"{{out}}/restore_{case}.json"])
         for case in ("strong", "isoplanatic", "diversity", "two_objects")
     ],
-    ("scale.py", ["--sizes", "256", "512", "1024", "--iterations", "10", "--output", "{out}/scale.json"]),
-    ("scale.py", ["--sizes", "2048", "--iterations", "3", "--output", "{out}/scale_2048.json"]),
+    ("scale.py", ["--sizes", "256", "512", "1024", "2048", "--output", "{out}/scale.json"]),
     ("emulator_accuracy.py", ["--output", "{out}/emulator_accuracy.json"]),
 ]
 QUICK_RUNS = [
