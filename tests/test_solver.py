@@ -197,6 +197,21 @@ def test_frame_batches_accumulate_the_same_gradient(isoplanatic, setup):
     np.testing.assert_allclose(batched.objects["object"], whole.objects["object"], rtol=1e-6)
 
 
+def test_patch_fit_honours_channel_weights(setup):
+    # A second camera whose frames belong to other wavefronts (rolled by one frame) pulls the fit
+    # away from the first camera's own; at a tiny weight it hardly does.
+    burst = simulate_burst(power_law_scene(64 + 54, seed=6), setup, 4, 6.0, np.inf, 1, photons=2000, rng=6, margin=27)
+    wrong = np.roll(burst.frames, 1, axis=0)
+
+    def fit(weight=None):
+        channels = [Channel(burst.frames, setup)] + ([Channel(wrong, setup, weight=weight)] if weight else [])
+        problem = _Problem(Burst(channels), SolverSettings(dtype=torch.float64, progress=False))
+        return patch_wavefronts(problem, 64, iterations=4)
+
+    alone = fit()
+    assert (fit(1e-4) - alone).norm() < 0.1 * (fit(1.0) - alone).norm()
+
+
 def test_patch_chunks_accumulate_the_same_fit(setup, monkeypatch):
     burst = simulate_burst(power_law_scene(96 + 54, seed=4), setup, 4, 5.0, 40.0, 3, photons=2000, rng=4, margin=27)
     problem = _Problem(Burst([Channel(burst.frames, setup)]), SolverSettings(dtype=torch.float64, progress=False))

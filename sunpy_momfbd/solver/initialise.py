@@ -292,11 +292,12 @@ class _PatchSpectra:
         # Noise per frequency of a tapered patch's unnormalised FFT is σ² Σ window².
         self.norm = float(window.square().sum())
         self.spectra, self.weights = [], []
-        for frames, variance in zip(problem.frames, problem.noise, strict=True):
+        for channel, frames, variance in zip(problem.burst.channels, problem.frames, problem.noise, strict=True):
             patches = frames[:, rows, cols]  # (F, py, px, P, P)
             patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
             self.spectra.append(torch.fft.rfft2(patches).flatten(1, 2))  # (F, n_patches, P, P//2+1)
-            self.weights.append(1 / (variance[:, None, None, None] * self.norm))
+            # The channel's weight scales its data as in the whole-field misfit.
+            self.weights.append(channel.weight / (variance[:, None, None, None] * self.norm))
         self.frequency = radial_frequency((size, size), problem.device, problem.dtype)
         self.gamma = {k: self._regulariser(k, gamma) for k in problem.objects}
 
