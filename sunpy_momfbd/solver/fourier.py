@@ -1,12 +1,10 @@
 """
-Fourier-domain helpers shared by the solver stages: frequency grids, windows, noise, OTFs.
+Fourier-domain helpers shared by the solver stages: frequency grids, windows, noise, OTFs of PSFs.
 """
 
 import torch
 
-from sunpy_momfbd.optics import psf
-
-__all__ = ["band_mask", "noise_variance", "otf", "radial_frequency", "transfer_function", "tukey_window"]
+__all__ = ["band_mask", "noise_variance", "radial_frequency", "transfer_function", "tukey_window"]
 
 
 def radial_frequency(shape, device=None, dtype=torch.float64, real=True):
@@ -83,26 +81,6 @@ def noise_variance(frames, cutoff):
     if region.sum() < 0.02 * frequency.numel():
         region = frequency >= torch.quantile(frequency.flatten(), 0.95)
     return power[..., region].mean(dim=-1)
-
-
-def otf(coefficients, setup, size):
-    """
-    Optical transfer functions on a real-FFT grid of an image of ``size`` × ``size`` pixels.
-
-    Parameters
-    ----------
-    coefficients : `torch.Tensor`
-        Mode coefficients, shape (..., n_modes).
-    setup : `~sunpy_momfbd.optics.OpticalSetup`
-    size : int
-        Image (and PSF) size.
-
-    Returns
-    -------
-    `torch.Tensor`
-        Complex OTFs, shape (..., size, size // 2 + 1), 1 at zero frequency.
-    """
-    return transfer_function(psf(coefficients, setup, size), (size, size))
 
 
 def transfer_function(kernels, shape):

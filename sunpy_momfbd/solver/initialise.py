@@ -54,9 +54,9 @@ BAND = (0.6, 0.9)
 #: Iterations of the last stage, as a multiple of those of the intermediate stages.
 FINAL_STAGE_FACTOR = 5
 #: Radial orders completed by the intermediate stages; the last stage fits every mode. Fewer, short
-#: intermediate stages restore as well as one per order, or better (benchmark bursts, 2 seeds
-#: each: 256² 0.130 against 0.138, D/r0 = 20 0.347 against 0.360, 128² 0.168 against 0.178) at
-#: 1.6 times less cost; the first one matters (orders 3 and 5 first: 0.143).
+#: intermediate stages restore as well as one per order, or better (benchmark bursts, mean over
+#: seeds: 256² 0.130 against 0.138, D/r0 = 20 0.346 against 0.360, 128² 0.170 against 0.178) at
+#: 1.6 times less cost; the first one matters (starting at order 3, 9, 20, 44 modes: 0.143).
 INTERMEDIATE_ORDERS = (2, 4)
 #: Seeing assumed by the Kolmogorov prior when none is given, raised where the fitted modes say more.
 DEFAULT_D_OVER_R0 = 10.0
@@ -320,9 +320,9 @@ class _PatchSpectra:
         they pair with the transfer functions of PSFs centred at P // 2 without moving the PSFs.
         """
         lowest = self.frequency >= LOWEST_FREQUENCY / self.size
-        shift = torch.fft.fftfreq(self.size, 1 / self.size, device=self.frequency.device, dtype=self.frequency.dtype)
+        cycles = torch.arange(self.size, device=self.frequency.device, dtype=self.frequency.dtype)
         shift = torch.exp(
-            -1j * torch.pi * (shift[:, None] + shift[: self.size // 2 + 1]) * 2 * (self.size // 2) / self.size
+            -2j * torch.pi * (cycles[:, None] + cycles[: self.size // 2 + 1]) * (self.size // 2) / self.size
         )
         bands = {}
         for object_id in self.problem.objects:
@@ -333,7 +333,7 @@ class _PatchSpectra:
             for c, mask in zip(channels, inside, strict=True):
                 mask = mask.flatten()[index].to(self.frequency.dtype)
                 spectra = self.spectra[c].flatten(-2)[..., index] * mask
-                energy = energy + (spectra.abs().square() * self.weights[c][..., 0]).sum(dim=(0, -1))
+                energy = energy + (_power(spectra) * self.weights[c][..., 0]).sum(dim=(0, -1))
                 data.append(spectra * (shift.flatten()[index] * self.weights[c][..., 0]))
                 masks.append(None if bool(mask.all()) else mask)
             bands[object_id] = _Band(index, data, masks, energy, self.gamma[object_id].flatten(-2)[:, index])

@@ -516,15 +516,15 @@ def _conjugate_gradients(closure, parameters, settings, history):
     with tqdm(total=settings.n_iterations, desc="MOMFBD objects", disable=not settings.progress, leave=False) as bar:
         for _ in range(settings.n_iterations):
             _, moved = gradient([x + trial * d for x, d in zip(point, direction, strict=True)])
-            curvature_direction = [(m - g) / trial for m, g in zip(moved, grad, strict=True)]
-            curvature = dot(direction, curvature_direction)
+            hessian_direction = [(m - g) / trial for m, g in zip(moved, grad, strict=True)]
+            curvature = dot(direction, hessian_direction)
             slope = dot(grad, direction)
             if not curvature > 0 or slope >= 0:
                 converged = True
                 break
             step = -slope / curvature
             point = [x + step * d for x, d in zip(point, direction, strict=True)]
-            new_grad = [g + step * h for g, h in zip(grad, curvature_direction, strict=True)]
+            new_grad = [g + step * h for g, h in zip(grad, hessian_direction, strict=True)]
             new_loss = loss + 0.5 * step * slope
             beta = max(0.0, dot(new_grad, [n - g for n, g in zip(new_grad, grad, strict=True)]) / dot(grad, grad))
             direction = [-n + beta * d for n, d in zip(new_grad, direction, strict=True)]
