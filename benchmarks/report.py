@@ -51,6 +51,7 @@ METHODS = {
     "momfbd_seeing": "told the seeing",
     "torchmfbd": "torchmfbd",
     "oracle": "oracle",
+    "oracle_fitted_modes": "oracle in the 44 fitted modes",
     "mean": "burst mean",
 }
 
