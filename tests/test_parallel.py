@@ -62,7 +62,9 @@ def references(campaign):
 @pytest.fixture
 def client():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None)
+    # A free port: the scheduler's HTTP server binds one even without a dashboard (8787 by default,
+    # which parallel test workers would race for).
+    cluster = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0")
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -248,7 +250,7 @@ def test_cli_campaign(campaign, tmp_path, capsys):
 
     def local_cluster(**kwargs):
         clusters.append(kwargs)
-        return real_cluster(processes=False, dashboard_address=None, **kwargs)  # quick, no ports
+        return real_cluster(processes=False, dashboard_address=":0", **kwargs)  # quick, on a free port
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(distributed, "LocalCluster", local_cluster)
