@@ -292,7 +292,10 @@ def train(config=None, *, progress=None):
     progress = config.run.progress if progress is None else progress
     rank, local_rank, world = _distributed(config)
     try:
-        return _train(config, rank, local_rank, world, progress)
+        result = _train(config, rank, local_rank, world, progress)
+        if world > 1:
+            dist.barrier()  # no process tears the group down while another still works in it
+        return result
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
