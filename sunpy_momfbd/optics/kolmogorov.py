@@ -56,6 +56,14 @@ def kl_modes(n_modes, npix, obscuration=0.0, diameter=None):
         tilt (y), then KL modes in order of decreasing Kolmogorov variance. Each has unit RMS over
         the pupil; signs are fixed so that each mode's largest Zernike component is positive.
 
+    Notes
+    -----
+    The KL modes diagonalise the covariance within the Zernike polynomials of Noll indices up to
+    ``n_modes + 1``, so a set is not the first modes of a larger set: the high modes of
+    ``kl_modes(44)`` mix Zernikes of radial orders up to 8 only, while the first 44 of
+    ``kl_modes(100)`` reach higher orders. Convert coefficients between sets by a least-squares
+    fit over the pupil, not by truncation.
+
     Examples
     --------
     >>> from sunpy_momfbd.optics import kl_modes
