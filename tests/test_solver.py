@@ -9,11 +9,20 @@ import pytest
 import torch
 
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
-from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, even_modes, kl_modes, psf
+from sunpy_momfbd.optics import (
+    OpticalSetup,
+    aperture,
+    defocus_coefficients,
+    even_modes,
+    kl_modes,
+    psf,
+    unresolved_transfer,
+)
 from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, initialise, solve
+from sunpy_momfbd.solver.fourier import radial_frequency
 from sunpy_momfbd.solver.initialise import patch_wavefronts
-from sunpy_momfbd.solver.solve import _conjugate_gradients, _Problem, _refine
+from sunpy_momfbd.solver.solve import UNRESOLVED_SEEING_FRACTION, _conjugate_gradients, _Problem, _refine
 
 FAST = {"n_iterations": 40, "progress": False}
 
@@ -453,6 +462,18 @@ def test_restoration_with_unknown_wavefronts_approaches_the_true_psf_restoration
     # ... and are not left near zero, where correlation alone cannot tell (measured RMS 0.25 rad
     # against the truth's 0.29; 0.02 without seeds).
     assert np.sqrt(np.mean(fitted[even] ** 2)) > 0.3 * np.sqrt(np.mean(true_modes[even] ** 2))
+
+
+@pytest.mark.parametrize(("grid", "seeds", "fraction"), [((3, 3), 1.0, UNRESOLVED_SEEING_FRACTION), ((1, 1), 0.0, 1.0)])
+def test_told_seeing_halo_and_seeds_follow_the_path(setup, grid, seeds, fraction):
+    # Final seeded patch wavefronts carry part of the halo, so they get that of a fraction of the
+    # told D/r0; a refined single grid point gets the full halo and no seeds.
+    frames = np.full((2, 64, 64), 1000.0)
+    problem = _Problem(Burst([Channel(frames, setup)]), SolverSettings(mode_grid=grid, d_over_r0=8.0, progress=False))
+    assert problem.settings.even_seed == seeds
+    frequency = radial_frequency(problem.padded_shape, dtype=torch.float64).numpy() * setup.sampling
+    expected = unresolved_transfer(frequency, setup.n_modes, fraction * 8.0)
+    np.testing.assert_allclose(problem.unresolved_transfer(0).numpy(), expected, rtol=1e-6)
 
 
 def test_devices_resolve_by_name_and_auto_prefers_an_accelerator():
