@@ -41,8 +41,8 @@ oracle
     the wavefronts.
 oracle_fitted_modes
     The same with the true wavefronts least-squares fitted by the 44 modes the solver fits
-    (`mode_projection`) and the defaults' object prior: what the default solve would restore if
-    it found the best 44-mode wavefronts. It splits the distance to the oracle into what the
+    (`~sunpy_momfbd.optics.kl_projection`) and the defaults' object prior: what the default solve
+    would restore if it found the best 44-mode wavefronts. It splits the distance to the oracle into what the
     44 modes cannot hold and what the estimate of them misses.
 torchmfbd
     torchmfbd's patch-wise MOMFBD (``Deconvolution`` on ``Patchify4D`` patches, the object
@@ -110,7 +110,7 @@ from astropy.io import fits
 
 import sunpy_momfbd
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
-from sunpy_momfbd.optics import OpticalSetup, aperture, defocus_coefficients, even_modes, kl_modes, psf
+from sunpy_momfbd.optics import OpticalSetup, defocus_coefficients, even_modes, kl_projection, psf
 from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
 from sunpy_momfbd.solver.solve import _Problem, _refine
@@ -370,26 +370,13 @@ def diffraction_blur(obj, sampling):
     return blurred.numpy()[pad:-pad, pad:-pad]
 
 
-def mode_projection(n_modes, n_true, grid=128):
-    """
-    Matrix (n_modes, n_true) taking coefficients of ``n_true`` modes to the ``n_modes`` that fit them best.
-
-    A least-squares fit over the pupil: the package's modes of a smaller set are not the first
-    ones of a larger set (each set is the Karhunen–Loève rotation of its own Zernike orders), so
-    truncating would be wrong.
-    """
-    weight = aperture(grid).reshape(-1)
-    basis = kl_modes(n_modes, grid).reshape(n_modes, -1)
-    true = kl_modes(n_true, grid).reshape(n_true, -1)
-    return np.linalg.solve((basis * weight) @ basis.T, (basis * weight) @ true.T)
-
-
 def wavefront_scores(fitted, true, points=8):
     """
     Twin-invariant comparison of fitted and true mode maps over the observed field.
 
     Both are interpolated to ``points`` × ``points`` field positions; the truth, which may have
-    more modes, is fitted by the fitted modes over the pupil (`mode_projection`). Odd modes are compared
+    more modes, is fitted by the fitted modes over the pupil (`~sunpy_momfbd.optics.kl_projection`). Odd
+    modes are compared
     directly, even modes up to one sign per frame (flipping a frame's even part leaves its PSF
     unchanged, `sunpy_momfbd.optics.even_modes`).
 
@@ -401,7 +388,7 @@ def wavefront_scores(fitted, true, points=8):
         RMS per mode of the fitted and true odd and even parts (radians).
     """
     n_modes = fitted.shape[1]
-    projection = mode_projection(n_modes, true.shape[1])
+    projection = kl_projection(n_modes, true.shape[1])
 
     def sample(modes):
         return torch.nn.functional.interpolate(
@@ -558,7 +545,7 @@ def run_oracle(data, options):
 def run_oracle_fitted_modes(data, options):
     """Restore with the true wavefronts least-squares projected on the solver's 44 modes: the best those modes allow."""
     setup = OpticalSetup(sampling=float(data["sampling"]))
-    projection = mode_projection(setup.n_modes, int(data["true_modes"]))
+    projection = kl_projection(setup.n_modes, int(data["true_modes"]))
     modes = np.einsum("ij,fjyx->fiyx", projection, data["scene_modes"])
     return _known_wavefronts(data, setup, torch.as_tensor(modes), options)
 

@@ -7,6 +7,7 @@ from sunpy_momfbd.optics import (
     aperture,
     kl_covariance,
     kl_modes,
+    kl_projection,
     kl_variance,
     noll_to_nm,
     pupil_coordinates,
@@ -150,3 +151,22 @@ def test_unresolved_transfer_is_the_halo_of_nolls_residual():
     assert np.all(unresolved_transfer(frequency, 44, 5.0) >= transfer)
     # With only tip-tilt fitted, the halo is most of the seeing's long-exposure blur.
     assert unresolved_transfer(0.5, 2, 10.0) < 1e-3
+
+
+def test_kl_projection_fits_a_larger_set_better_than_truncation():
+    # A Kolmogorov wavefront of 100 modes, fitted by 44: the residual is orthogonal to the 44 modes
+    # and smaller than that of keeping the first 44 coefficients (the sets are not nested).
+    npix = 96
+    pupil = aperture(npix)
+    small, large = kl_modes(44, npix), kl_modes(100, npix)
+    coefficients = random_coefficients(8, 10.0, 100, rng=3)
+    phase = np.einsum("fj,jyx->fyx", coefficients, large)
+    fitted = np.einsum("fj,jyx->fyx", coefficients @ kl_projection(44, 100).T, small)
+    truncated = np.einsum("fj,jyx->fyx", coefficients[:, :44], small)
+    overlap = np.einsum("fyx,jyx,yx->fj", phase - fitted, small, pupil) / pupil.sum()
+    assert np.abs(overlap).max() < 1e-2 * np.abs(coefficients).max()
+
+    def rms(residual):
+        return np.sqrt((residual**2 * pupil).sum() / pupil.sum())
+
+    assert rms(phase - fitted) < 0.9 * rms(phase - truncated)

@@ -22,7 +22,15 @@ from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
 from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
 from sunpy_momfbd.utils.checks import positive_int
 
-__all__ = ["even_modes", "kl_covariance", "kl_modes", "kl_variance", "random_coefficients", "unresolved_transfer"]
+__all__ = [
+    "even_modes",
+    "kl_covariance",
+    "kl_modes",
+    "kl_projection",
+    "kl_variance",
+    "random_coefficients",
+    "unresolved_transfer",
+]
 
 #: Pupil diameter in pixels of the grid on which the KL basis and its covariance are computed.
 _BASIS_GRID = 128
@@ -61,8 +69,8 @@ def kl_modes(n_modes, npix, obscuration=0.0, diameter=None):
     The KL modes diagonalise the covariance within the Zernike polynomials of Noll indices up to
     ``n_modes + 1``, so a set is not the first modes of a larger set: the high modes of
     ``kl_modes(44)`` mix Zernikes of radial orders up to 8 only, while the first 44 of
-    ``kl_modes(100)`` reach higher orders. Convert coefficients between sets by a least-squares
-    fit over the pupil, not by truncation.
+    ``kl_modes(100)`` reach higher orders. Convert coefficients between sets with
+    `kl_projection` (a least-squares fit over the pupil), not by truncation.
 
     Examples
     --------
@@ -76,6 +84,41 @@ def kl_modes(n_modes, npix, obscuration=0.0, diameter=None):
         float(obscuration),
         None if diameter is None else float(diameter),
     ).copy()
+
+
+def kl_projection(n_modes, n_source, obscuration=0.0):
+    """
+    Matrix taking coefficients of ``n_source`` modes to the ``n_modes`` modes that fit them best.
+
+    The least-squares fit over the pupil of the wavefront the source coefficients describe (the
+    modes are orthonormal over it, so this is their overlap). A set of modes is not the first
+    modes of a larger set (see `kl_modes`), so truncating would be wrong.
+
+    Parameters
+    ----------
+    n_modes : int
+        Number of modes fitted.
+    n_source : int
+        Number of modes of the coefficients to convert.
+    obscuration : float, optional
+        Central obscuration as a fraction of the pupil diameter.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Shape (n_modes, n_source): ``kl_projection(n, m) @ c`` fits the wavefront of ``c``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sunpy_momfbd.optics import kl_projection
+    >>> bool(np.allclose(kl_projection(44, 44), np.eye(44)))
+    True
+    """
+    weight = aperture(_BASIS_GRID, float(obscuration)).reshape(-1)
+    fitted = kl_modes(n_modes, _BASIS_GRID, obscuration).reshape(n_modes, -1)
+    source = kl_modes(n_source, _BASIS_GRID, obscuration).reshape(n_source, -1)
+    return (fitted * weight) @ source.T / weight.sum()
 
 
 def kl_covariance(n_modes, obscuration=0.0):
