@@ -147,7 +147,9 @@ def plot_restoration(result, data, *, frame=0, reference=None, figure=None):
             ax.set_title(title)
             if any("pos.helioprojective" in str(t) for t in cube.wcs.world_axis_physical_types):
                 ax.set_xlabel("Helioprojective longitude (Solar X)")
-                ax.set_ylabel("Helioprojective latitude (Solar Y)")
+                ax.set_ylabel("Helioprojective latitude (Solar Y)" if col == 0 else "")
+            if col > 0:  # the panels share the first one's WCS: its latitude axis labels them all
+                ax.coords[1].set_ticklabel_visible(False)
             if mask is not None and mask.any() and (~mask).any():
                 rows, cols = np.nonzero((~mask).any(axis=1))[0], np.nonzero((~mask).any(axis=0))[0]
                 ax.add_patch(
