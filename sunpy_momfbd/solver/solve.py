@@ -219,7 +219,7 @@ def auto_mode_grid(shape, patch_size, padding):
 
 def _patch_aligned_padding(shape, patch_size, reach):
     """
-    The border to solve for: at least ``reach``, and a whole number of patch spacings when that fits.
+    Return the border to solve for: at least ``reach``, a whole number of patch spacings if it fits.
 
     With such a border the automatic grid's points fall on the patch centres (the grid spans the
     padded field), so each point takes one patch's wavefronts instead of a blend of two
