@@ -41,9 +41,11 @@ class SolverSettings:
     ----------
     mode_grid : "auto" or int or tuple of int
         (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic. "auto"
-        (default) places grid points as far apart as the centres of the initialisation's patches
-        (about half ``patch_size``), which is as fine as the patches can tell wavefronts apart;
-        a field about one patch wide gets (1, 1). `Solution.settings` records the grid used.
+        (default) places grid points on the centres of the initialisation's patches (about half
+        ``patch_size`` apart, as fine as the patches can tell wavefronts apart) and as far apart
+        over a border of whole spacings (`Solution.padding`), so that no grid point blends two
+        patches' wavefronts; a field about one patch wide gets (1, 1). `Solution.settings`
+        records the grid used.
     n_iterations : int
         Iteration cap of the whole-field stage, 60 by default.
     optimizer : {"lbfgs", "adam"}
