@@ -30,10 +30,11 @@ BATCH_PIXELS = 2**22
 #: restores as well as two on the benchmark bursts at 1.8 times less cost per evaluation.
 NODES_PER_CELL = 1
 #: Where the patch wavefronts are final, the halo modelled beyond the fitted modes is that of this
-#: fraction of the told D/r0: the seeded marginal-fit wavefronts carry part of the unfitted modes'
-#: blur themselves. Benchmark bursts (AO, 100-mode truth), told 10: 0.114 against 0.133 with the
-#: full seeing and no seeds; told 20: 0.268 against 0.299 (see `SolverSettings`).
-UNRESOLVED_SEEING_FRACTION = 0.7
+#: fraction of the told D/r0: the seeded marginal-fit wavefronts carry much of the unfitted modes'
+#: blur themselves. Benchmark bursts (AO, 100-mode truth) on the grid through the patch centres,
+#: told the seeing, fractions 0.3 / 0.5 / 0.7: D/r0 10 0.128 / 0.129 / 0.142 (untold 0.129), D/r0
+#: 20 0.234 / 0.225 / 0.244 (untold 0.279), isoplanatic 0.097 / 0.104 / 0.124 (untold 0.097).
+UNRESOLVED_SEEING_FRACTION = 0.3
 
 
 @dataclass
