@@ -103,9 +103,9 @@ class SolverSettings:
         spatially variant grid) the blur is that of 0.3 D/r0, since their seeded modes carry much
         of it (``UNRESOLVED_SEEING_FRACTION``): on the benchmark bursts, told the true seeing, the
         error falls from 0.279 to 0.234 at D/r0 = 20 and stays at 0.128 (D/r0 = 10, 0.129 untold)
-        and 0.097 (isoplanatic). None (default): no
-        unresolved blur. The solver cannot estimate this seeing itself: the modes it fits say more
-        about their seeds and prior than about the atmosphere (see :ref:`solver`).
+        and 0.097 (isoplanatic). None (default): no unresolved blur. The solver cannot estimate
+        this seeing itself: the modes it fits say more about their seeds and prior than about the
+        atmosphere (see :ref:`solver`).
     even_seed : "auto" or float
         Start the even modes (and every newly fitted mode) of the initialisation at this fraction of
         their prior standard deviation instead of at zero, where their gradient vanishes (the twin
