@@ -21,13 +21,7 @@ from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, initialise, solve
 from sunpy_momfbd.solver.fourier import radial_frequency
 from sunpy_momfbd.solver.initialise import patch_wavefronts
-from sunpy_momfbd.solver.solve import (
-    UNRESOLVED_SEEING_FRACTION,
-    _conjugate_gradients,
-    _patch_aligned_padding,
-    _Problem,
-    _refine,
-)
+from sunpy_momfbd.solver.solve import UNRESOLVED_SEEING_FRACTION, _conjugate_gradients, _Problem, _refine
 
 FAST = {"n_iterations": 40, "progress": False}
 
@@ -510,27 +504,3 @@ def test_conjugate_gradients_reach_the_minimum_of_a_quadratic():
     assert torch.allclose(torch.cat(parameters).detach(), solution, rtol=1e-6, atol=1e-8)
     assert history[13] == pytest.approx(float(-0.5 * target @ solution), rel=1e-9)
     assert all(later <= earlier for earlier, later in itertools.pairwise(history))
-
-
-@pytest.mark.parametrize(("shape", "reach"), [((256, 256), 28), ((256, 256), 44), ((160, 160), 28), ((1024, 1024), 28)])
-def test_automatic_grid_points_sit_on_the_patch_centres(shape, reach):
-    """Each patch's wavefronts reach the grid unblended: a grid point lies on every patch centre."""
-    from sunpy_momfbd.solver import auto_mode_grid
-    from sunpy_momfbd.solver.initialise import patch_layout
-
-    padding = _patch_aligned_padding(shape, 96, reach)
-    assert padding >= reach
-    grid = auto_mode_grid(shape, 96, padding)
-    layout, _ = patch_layout(shape, 96)
-    for n, points, count in zip(shape, grid, layout, strict=True):
-        spacing = n / count
-        nodes = (np.arange(points) + 0.5) * (n + 2 * padding) / points - 0.5 - padding
-        centres = (np.arange(count) + 0.5) * spacing - 0.5
-        assert np.abs(nodes[:, None] - centres[None]).min(axis=0).max() < 0.02 * spacing
-        assert nodes[0] < 0  # the padding has points of its own
-        assert nodes[-1] > n - 1
-
-
-def test_aligned_padding_keeps_the_reach_where_a_spacing_would_not_fit():
-    assert _patch_aligned_padding((80, 80), 96, 28) == 28  # one patch: nothing to align
-    assert _patch_aligned_padding((130, 130), 96, 70) == 70  # two spacings of 65 would fill the field

@@ -41,11 +41,9 @@ class SolverSettings:
     ----------
     mode_grid : "auto" or int or tuple of int
         (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic. "auto"
-        (default) places grid points on the centres of the initialisation's patches (about half
-        ``patch_size`` apart, as fine as the patches can tell wavefronts apart) and as far apart
-        over a border of whole spacings (`Solution.padding`), so that no grid point blends two
-        patches' wavefronts; a field about one patch wide gets (1, 1). `Solution.settings`
-        records the grid used.
+        (default) places grid points as far apart as the centres of the initialisation's patches
+        (about half ``patch_size``), which is as fine as the patches can tell wavefronts apart;
+        a field about one patch wide gets (1, 1). `Solution.settings` records the grid used.
     n_iterations : int
         Iteration cap of the whole-field stage, 60 by default.
     optimizer : {"lbfgs", "adam"}
@@ -100,12 +98,12 @@ class SolverSettings:
         given, every model frame includes the average blur of that unresolved wavefront
         (`~sunpy_momfbd.optics.unresolved_transfer`), so that the restoration also removes it, and
         the initialisation's Kolmogorov prior uses it. Where the patch wavefronts are final (a
-        spatially variant grid) the blur is that of 0.3 D/r0, since their seeded modes carry much
+        spatially variant grid) the blur is that of 0.7 D/r0, since their seeded modes carry part
         of it (``UNRESOLVED_SEEING_FRACTION``): on the benchmark bursts, told the true seeing, the
-        error falls from 0.279 to 0.234 at D/r0 = 20 and stays at 0.128 (D/r0 = 10, 0.129 untold)
-        and 0.097 (isoplanatic). None (default): no unresolved blur. The solver cannot estimate
-        this seeing itself: the modes it fits say more about their seeds and prior than about the
-        atmosphere (see :ref:`solver`).
+        error falls from 0.128 to 0.114 (D/r0 = 10) and from 0.355 to 0.268 (D/r0 = 20); with the
+        full D/r0 and no seeds (the rule before) it fell to 0.133 and 0.299. None (default): no
+        unresolved blur. The solver cannot estimate this seeing itself: the modes it fits say more
+        about their seeds and prior than about the atmosphere (see :ref:`solver`).
     even_seed : "auto" or float
         Start the even modes (and every newly fitted mode) of the initialisation at this fraction of
         their prior standard deviation instead of at zero, where their gradient vanishes (the twin

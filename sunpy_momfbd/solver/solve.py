@@ -30,11 +30,10 @@ BATCH_PIXELS = 2**22
 #: restores as well as two on the benchmark bursts at 1.8 times less cost per evaluation.
 NODES_PER_CELL = 1
 #: Where the patch wavefronts are final, the halo modelled beyond the fitted modes is that of this
-#: fraction of the told D/r0: the seeded marginal-fit wavefronts carry much of the unfitted modes'
-#: blur themselves. Benchmark bursts (AO, 100-mode truth) on the grid through the patch centres,
-#: told the seeing, fractions 0.3 / 0.5 / 0.7: D/r0 10 0.128 / 0.129 / 0.142 (untold 0.129), D/r0
-#: 20 0.234 / 0.225 / 0.244 (untold 0.279), isoplanatic 0.097 / 0.104 / 0.124 (untold 0.097).
-UNRESOLVED_SEEING_FRACTION = 0.3
+#: fraction of the told D/r0: the seeded marginal-fit wavefronts carry part of the unfitted modes'
+#: blur themselves. Benchmark bursts (AO, 100-mode truth), told 10: 0.114 against 0.133 with the
+#: full seeing and no seeds; told 20: 0.268 against 0.299 (see `SolverSettings`).
+UNRESOLVED_SEEING_FRACTION = 0.7
 
 
 @dataclass
@@ -167,7 +166,6 @@ def solve(burst, *, forward=None, settings=None, **options):
             if problem.padding >= min(problem.shape):  # wider than the field could hold: the usual size
                 problem.use_forward()
     if settings.mode_grid == "auto":
-        problem.padding = _patch_aligned_padding(burst.shape, settings.patch_size, problem.padding)
         settings = problem.settings = replace(
             settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
         )
@@ -216,28 +214,6 @@ def auto_mode_grid(shape, patch_size, padding):
     return tuple(
         1 if count == 1 else max(2, round((n + 2 * padding) * count / n)) for n, count in zip(shape, grid, strict=True)
     )
-
-
-def _patch_aligned_padding(shape, patch_size, reach):
-    """
-    Return the border to solve for: at least ``reach``, a whole number of patch spacings if it fits.
-
-    With such a border the automatic grid's points fall on the patch centres (the grid spans the
-    padded field), so each point takes one patch's wavefronts instead of a blend of two
-    neighbours', whose PSF is sharper than either's. On the benchmark bursts the error fell from
-    0.355 to 0.279 at D/r0 = 20, 0.149 to 0.121 with phase diversity, 0.107 to 0.097 isoplanatic
-    and 0.176 to 0.169 on the 128² burst (0.128 against 0.129 on the 256² one), at 1.5 times the
-    pixels of the objects' solve on the 256² field. A single noisy channel loses: the blend had
-    averaged its noisy wavefronts (the narrow band of two objects alone, SNR 30: 0.155 to 0.252).
-    Along an axis whose spacing differs, the points are near the centres; where the border would
-    not fit inside the field, ``reach`` stays.
-    """
-    grid, _ = patch_layout(shape, min(patch_size, *shape))
-    spacings = [n / count for n, count in zip(shape, grid, strict=True) if count > 1]
-    if not spacings:
-        return reach
-    padding = max(math.ceil(math.ceil(reach / spacing - 1e-9) * spacing - 1e-9) for spacing in spacings)
-    return padding if padding < min(shape) else reach
 
 
 def _resolve_strategy(settings, shape):
