@@ -42,8 +42,8 @@ oracle
 oracle_fitted_modes
     The same with the true wavefronts least-squares fitted by the 44 modes the solver fits
     (`~sunpy_momfbd.optics.kl_projection`) and the defaults' object prior: what the default solve
-    would restore if it found the best 44-mode wavefronts. It splits the distance to the oracle into what the
-    44 modes cannot hold and what the estimate of them misses.
+    would restore if it found the best 44-mode wavefronts. It splits the distance to the oracle
+    into what the 44 modes cannot hold and what the estimate of them misses.
 torchmfbd
     torchmfbd's patch-wise MOMFBD (``Deconvolution`` on ``Patchify4D`` patches, the object
     eliminated in closed form, Adam on 44 KL modes with its linear mode annealing, stitched with
@@ -375,10 +375,9 @@ def wavefront_scores(fitted, true, points=8):
     Twin-invariant comparison of fitted and true mode maps over the observed field.
 
     Both are interpolated to ``points`` × ``points`` field positions; the truth, which may have
-    more modes, is fitted by the fitted modes over the pupil (`~sunpy_momfbd.optics.kl_projection`). Odd
-    modes are compared
-    directly, even modes up to one sign per frame (flipping a frame's even part leaves its PSF
-    unchanged, `sunpy_momfbd.optics.even_modes`).
+    more modes, is fitted by the fitted modes over the pupil (`~sunpy_momfbd.optics.kl_projection`).
+    Odd modes are compared directly, even modes up to one sign per frame (flipping a frame's even
+    part leaves its PSF unchanged, `sunpy_momfbd.optics.even_modes`).
 
     Returns
     -------
