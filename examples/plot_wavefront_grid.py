@@ -32,7 +32,7 @@ settings = {"n_iterations": 15, "init_iterations": 3, "progress": False}
 ###############################################################################
 # One wavefront per frame, and a 3 × 3 grid of wavefronts per frame (points 32 pixels apart).
 # By default (``mode_grid="auto"``) the grid points are as far apart as the centres of the
-# solver's wavefront patches, half of ``patch_size`` (96 pixels): on this field that is 1 × 1.
+# solver's wavefront patches, a third of ``patch_size`` (144 pixels): on this field that is 1 × 1.
 
 results = {
     "isoplanatic (1 x 1)": deconvolve(burst, mode_grid=1, **settings),

@@ -75,8 +75,8 @@ def deconvolve(
         choice and its reason are recorded in the provenance.
     mode_grid : "auto", int or tuple of int, optional
         Grid (gy, gx) of the wavefront mode maps over the field. By default ("auto", or None) the
-        grid points are as far apart as the centres of the solver's wavefront patches (about half
-        ``patch_size``), so a field several patches wide is solved with spatially variant
+        grid points are as far apart as the centres of the solver's wavefront patches (about a
+        third of ``patch_size``), so a field several patches wide is solved with spatially variant
         wavefronts and a field about one patch wide with one wavefront per frame; the grid used is
         recorded in the provenance. See `~sunpy_momfbd.solver.auto_mode_grid`.
     n_iterations : int, optional

@@ -68,9 +68,9 @@ def test_deconvolve_with_the_shipped_emulator():
     if not weights.is_file():
         pytest.skip("no default emulator installed")
     size = 108  # the emulator sees 107 pixels around each pixel: the smallest field it can restore
-    frames = sample_burst(n_frames=2, size=size)
+    frames = sample_burst(n_frames=3, size=size)
     with pytest.warns(UserWarning, match="the emulator's model card does not certify sampling 2.29"):
-        restored = deconvolve(frames, forward="emulator", n_iterations=1, init_iterations=1, progress=False)
+        restored = deconvolve(frames, forward="emulator", n_iterations=2, init_iterations=2, progress=False)
     forward = restored.meta["momfbd"]["forward"]
     assert forward["name"] == "EmulatorForward"
     assert forward["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -78,6 +78,6 @@ def test_deconvolve_with_the_shipped_emulator():
     truth = np.asarray(sample_scene(size=size).data, dtype=float)[inside]
     data = np.asarray(restored.data, dtype=float)[inside]
     raw = np.asarray(frames[0].data, dtype=float)[inside]
-    # Measured: correlation with the scene 0.916 (a raw frame 0.623), flux ratio 1.001.
+    # Measured: correlation with the scene 0.89 (a raw frame 0.47).
     assert np.corrcoef(data, truth)[0, 1] > np.corrcoef(raw, truth)[0, 1] + 0.2
     assert abs(data.mean() / truth.mean() - 1) < FLUX_BOUND

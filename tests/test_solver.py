@@ -133,7 +133,7 @@ def test_solution_reports_what_it_did(isoplanatic_solution):
 def test_spatially_variant_burst_is_restored_over_the_whole_field(setup):
     scene = power_law_scene(128 + 54, seed=11)
     burst = simulate_burst(scene, setup, 6, 5.0, 60.0, 4, photons=2000, rng=5)
-    solution = solve(Burst([Channel(burst.frames, setup)]), mode_grid=4, patch_size=64, **FAST)
+    solution = solve(Burst([Channel(burst.frames, setup)]), mode_grid=4, patch_size=96, **FAST)
     truth = burst.diffraction_limited
     restored = solution.objects["object"]
     assert error(restored, truth) < 0.6 * error(burst.frames.mean(axis=0), truth)
@@ -223,10 +223,10 @@ def test_patch_fit_honours_channel_weights(setup):
 def test_patch_chunks_accumulate_the_same_fit(setup, monkeypatch):
     burst = simulate_burst(power_law_scene(96 + 54, seed=4), setup, 4, 5.0, 40.0, 3, photons=2000, rng=4, margin=27)
     problem = _Problem(Burst([Channel(burst.frames, setup)]), SolverSettings(dtype=torch.float64, progress=False))
-    whole = patch_wavefronts(problem, 48, iterations=4)
+    whole = patch_wavefronts(problem, 64, iterations=4)
     monkeypatch.setattr(initialise, "CHUNK_PIXELS", 1)  # one patch at a time
-    assert len(initialise._PatchSpectra(problem, 48, None).chunks()) == 9
-    chunked = patch_wavefronts(problem, 48, iterations=4)
+    assert len(initialise._PatchSpectra(problem, 64, None).chunks()) == 9
+    chunked = patch_wavefronts(problem, 64, iterations=4)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-9)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from sunpy_momfbd.optics import diffraction_psf
+from sunpy_momfbd.solver.initialise import patch_layout
 from sunpy_momfbd.solver.problem import MIN_IMAGE_SIZE
 
 __all__ = ["DTYPES", "MAX_MODES", "MIN_MODES", "SolverSettings", "check_loss", "check_n_modes", "check_problem"]
@@ -42,7 +43,7 @@ class SolverSettings:
     mode_grid : "auto" or int or tuple of int
         (gy, gx) of the wavefront mode maps over the (padded) field; (1, 1) is isoplanatic. "auto"
         (default) places grid points as far apart as the centres of the initialisation's patches
-        (about half ``patch_size``), which is as fine as the patches can tell wavefronts apart;
+        (about a third of ``patch_size``), which is as fine as the patches can tell wavefronts apart;
         a field about one patch wide gets (1, 1). `Solution.settings` records the grid used.
     n_iterations : int
         Iteration cap of the whole-field stage, 60 by default.
@@ -60,7 +61,9 @@ class SolverSettings:
         256² benchmark burst the error is 0.134 after 2 and 0.135 after 10, while the loss still
         falls by 3e-4 per iteration).
     patch_size : int
-        Side of the isoplanatic patches of the initialisation (pixels, at least 16).
+        Side of the initialisation's patches (pixels, at least 16), 144 by default. Their centres
+        are about a third of it apart, and on a field that holds several a patch spans at most
+        7/8 of it (`~sunpy_momfbd.solver.initialise.patch_layout`).
     init_iterations : int
         L-BFGS iterations of each intermediate mode stage of the initialisation; the last stage runs
         up to five times as many (0 skips the initialisation: modes start at zero).
@@ -137,7 +140,7 @@ class SolverSettings:
     optimizer: str = "lbfgs"
     learning_rate: float = 0.05
     tolerance: float | str = "auto"
-    patch_size: int = 96
+    patch_size: int = 144
     init_iterations: int = 10
     object_prior: float | str = "auto"
     mode_steps: tuple = None
@@ -377,7 +380,11 @@ def check_problem(problem):
             "use a larger field (or coarser pixels)" + (", or forward='physical'" if name == "EmulatorForward" else "")
         )
         raise ValueError(msg)
-    grids = {"wavefront patch": min(settings.patch_size, height, width)} if settings.init_iterations > 0 else {}
+    grids = (
+        {"wavefront patch": patch_layout((height, width), settings.patch_size)[1]}
+        if settings.init_iterations > 0
+        else {}
+    )
     grids["border"] = 2 * problem.padding
     for index, setup in enumerate(problem.setups):
         model_grid = {"forward-model PSF": getattr(problem.models[index], "psf_size", None)}

@@ -195,7 +195,7 @@ def auto_mode_grid(shape, patch_size, padding):
     shape : tuple of int
         (H, W) of the observed field.
     patch_size : int
-        Side of the initialisation's patches, which overlap by about half.
+        Largest side of the initialisation's patches (`~sunpy_momfbd.solver.initialise.patch_layout`).
     padding : int
         Border solved for outside the field on each side; the grid spans the padded field.
 
@@ -207,10 +207,10 @@ def auto_mode_grid(shape, patch_size, padding):
     Examples
     --------
     >>> from sunpy_momfbd.solver import auto_mode_grid
-    >>> auto_mode_grid((256, 256), 64, 28), auto_mode_grid((80, 80), 96, 28)
-    ((9, 9), (1, 1))
+    >>> auto_mode_grid((256, 256), 144, 28), auto_mode_grid((80, 80), 144, 28)
+    ((5, 5), (1, 1))
     """
-    grid, _ = patch_layout(shape, min(patch_size, *shape))
+    grid, _, _ = patch_layout(shape, patch_size)
     return tuple(
         1 if count == 1 else max(2, round((n + 2 * padding) * count / n)) for n, count in zip(shape, grid, strict=True)
     )
