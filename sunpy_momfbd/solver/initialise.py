@@ -38,8 +38,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import astropy.units as u
-
 from sunpy_momfbd.forward import interpolation_matrix
 from sunpy_momfbd.optics import even_modes, kl_variance, psf
 from sunpy_momfbd.solver.fourier import radial_frequency, tukey_window
@@ -60,14 +58,8 @@ FINAL_STAGE_FACTOR = 5
 #: seeds: 256² 0.130 against 0.138, D/r0 = 20 0.346 against 0.360, 128² 0.170 against 0.178) at
 #: 1.6 times less cost; the first one matters (starting at order 3, 9, 20, 44 modes: 0.143).
 INTERMEDIATE_ORDERS = (2, 4)
-#: Seeing assumed by the Kolmogorov prior when none is given, D/r0 at `DEFAULT_SEEING_WAVELENGTH`,
-#: scaled to the reference wavelength as λ^(-6/5) (10 where it is unknown) and raised where the
-#: fitted modes say more. Held at 10 at every wavelength, it assumed worse seeing the longer the
-#: wavelength: on the two-object benchmark burst (D/r0 10 at 450.4 nm, 5.8 at 705.8 nm) the narrow
-#: band restored alone had an error of 0.174 as returned, 0.161 with the scaling (an assumption of
-#: 6.6 there), and 0.150–0.154 with assumptions of 4–5.3.
+#: Seeing assumed by the Kolmogorov prior when none is given, raised where the fitted modes say more.
 DEFAULT_D_OVER_R0 = 10.0
-DEFAULT_SEEING_WAVELENGTH = 500 * u.nm
 #: Patch-frame pixels per chunk of the metric: larger fields are evaluated a chunk of patches at a
 #: time (the metric is a sum over patches), so that time and memory per patch stay those of a
 #: small field instead of growing with the working set.
@@ -179,7 +171,7 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
     # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
     coefficients[..., :2] = _tilt_from_motion(data.spectra[0], problem.setups[0]) / problem.scales[0]
     known = problem.settings.d_over_r0
-    estimate = default_seeing(problem.setups[0].wavelength)  # raised to what the fitted modes say
+    estimate = DEFAULT_D_OVER_R0  # what the fitted modes say, never below the assumption
     twins = even_seed and not problem.diversities.abs().sum() > 0  # a diversity channel fixes the sign
     fitted = 2
     progress = tqdm(stages, desc="Wavefronts on patches", disable=not problem.settings.progress, leave=False)
@@ -206,33 +198,6 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
     return coefficients.permute(1, 2, 0).reshape(n_frames, n_modes, *data.grid)
 
 
-def default_seeing(wavelength):
-    """
-    D/r0 assumed at a wavelength when the seeing is not told: `DEFAULT_D_OVER_R0` at `DEFAULT_SEEING_WAVELENGTH`.
-
-    Parameters
-    ----------
-    wavelength : `~astropy.units.Quantity` or None
-        The reference (first channel's) wavelength; None if unknown.
-
-    Returns
-    -------
-    float
-        D/r0 there (r0 grows as λ^(6/5) for the same atmosphere); `DEFAULT_D_OVER_R0` at an
-        unknown wavelength.
-
-    Examples
-    --------
-    >>> import astropy.units as u
-    >>> from sunpy_momfbd.solver.initialise import default_seeing
-    >>> round(default_seeing(500 * u.nm), 2), round(default_seeing(705.8 * u.nm), 2)
-    (10.0, 6.61)
-    """
-    if wavelength is None:
-        return DEFAULT_D_OVER_R0
-    return DEFAULT_D_OVER_R0 * float((DEFAULT_SEEING_WAVELENGTH / wavelength).to_value(u.one)) ** (6 / 5)
-
-
 def _estimate_seeing(coefficients, variance):
     r"""
     D/r0 from the spread of fitted mode coefficients beyond tip-tilt.
@@ -251,11 +216,11 @@ def _estimate_seeing(coefficients, variance):
     Returns
     -------
     float
-        The estimated D/r0 (0 if only tip-tilt has been fitted: nothing to say).
+        The estimated D/r0 (`DEFAULT_D_OVER_R0` if only tip-tilt has been fitted).
     """
     fitted = coefficients.shape[-1]
     if fitted <= 2:
-        return 0.0
+        return DEFAULT_D_OVER_R0
     spread = coefficients.flatten(0, -2).square().mean(dim=0) / variance[:fitted]
     upper = spread[2 + (fitted - 2) // 2 :]
     return float(upper.max().clamp(min=1e-3) ** 0.6)
