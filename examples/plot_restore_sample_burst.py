@@ -36,9 +36,9 @@ print(burst[0].instrument, burst[0].wavelength, burst[0].scale.axis1, burst[0].d
 
 ###############################################################################
 # Restore it. The result is an `~ndcube.NDCube` on the WCS of frame 0, in the input's unit,
-# with a mask on the apodised border and the provenance in ``meta["momfbd"]``. The field is
-# about two of the solver's 96-pixel patches wide, so the wavefronts vary across it (on a 3 × 3
-# grid, recorded with the settings).
+# with a mask on the apodised border and the provenance in ``meta["momfbd"]``. The field holds
+# two of the solver's wavefront patches along each axis (140 pixels each, centres 80 pixels
+# apart), so the wavefronts vary across it (on a 3 × 3 grid, recorded with the settings).
 
 result = sunpy_momfbd.deconvolve(burst, progress=False)
 provenance = result.meta["momfbd"]
