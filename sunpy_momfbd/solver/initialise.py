@@ -92,10 +92,11 @@ def patch_layout(image_size, patch_size):
     Lay out a grid of overlapping square patches covering an image.
 
     The patch centres are about a third of ``patch_size`` apart, so neighbours overlap by about
-    two thirds: wide windows, for the data they hold and the light they keep inside (on the
-    benchmark bursts 144-pixel windows on the centres of 96-pixel ones restored better in every
-    case, e.g. 0.128 → 0.120 on the 256² burst and 0.355 → 0.253 at D/r0 = 20). Along an axis
-    that holds several, a patch spans at most 7/8 of the image, so that the outer ones differ.
+    two thirds: wide windows, for the data they hold and the light they keep inside (144-pixel
+    windows on the centres of 96-pixel ones restored every benchmark burst better, e.g. 0.128 →
+    0.120 at D/r0 = 10 and 0.355 → 0.253 at D/r0 = 20, and the sample burst, 0.171 → 0.138, at
+    about twice the patch stage's cost). Along an axis that holds several, a patch spans at most
+    7/8 of the image, so that the outer ones differ.
 
     Parameters
     ----------
