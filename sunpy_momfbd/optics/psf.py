@@ -152,8 +152,10 @@ def cutoff_frequency(setup):
 @lru_cache(maxsize=64)
 def _pupil_and_modes(sampling, obscuration, n_modes, npix, oversample, device, dtype):
     r"""
-    Pupil transmission, modes and centring phase where the pupil transmits, and where that is on the
-    flattened FFT grid; cached per grid and device.
+    Pupil transmission, modes and centring phase inside the pupil, cached per grid and device.
+
+    They are given where the pupil transmits, with those pixels' indices on the flattened FFT
+    grid (the phase elsewhere does not matter).
 
     The centring phase :math:`2\pi s (x + y) / n` with :math:`s = n // 2` shifts the FFT of the
     pupil field by ``s`` pixels along both axes, so the zero frequency lands at ``n // 2`` as
