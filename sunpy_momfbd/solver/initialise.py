@@ -95,8 +95,8 @@ def patch_layout(image_size, patch_size):
     two thirds: wide windows, for the data they hold and the light they keep inside (144-pixel
     windows on the centres of 96-pixel ones restored every benchmark burst better, e.g. 0.128 →
     0.120 at D/r0 = 10 and 0.355 → 0.253 at D/r0 = 20, and the sample burst, 0.171 → 0.138, at
-    about twice the patch stage's cost). Along an axis that holds several, a patch spans at most
-    7/8 of the image, so that the outer ones differ.
+    two to four times the patch stage's cost). Along an axis that holds several, a patch spans at
+    most 7/8 of the image, so that the outer ones differ.
 
     Parameters
     ----------
