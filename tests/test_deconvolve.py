@@ -203,20 +203,22 @@ def test_auto_forward_choice(monkeypatch, cuda, loader, name, reason):
         assert choice.factory is None  # the solver's own PhysicalForward, its PSFs sized for the wavefronts
 
 
-@pytest.mark.parametrize(("size", "grid"), [(160, [4, 4]), (64, [1, 1])])
-def test_wavefront_grid_follows_the_field_by_default(size, grid):
+@pytest.mark.parametrize(("size", "variant"), [(160, True), (64, False)])
+def test_wavefront_grid_follows_the_field_by_default(size, variant):
     """A field several patches wide is solved spatially variant by default; one patch wide, not."""
     from sunpy_momfbd.data import sample_burst
     from sunpy_momfbd.solver import auto_mode_grid
 
     result = deconvolve(sample_burst(n_frames=2, size=size), **FAST)
     provenance = result.meta["momfbd"]
-    assert provenance["settings"]["mode_grid"] == grid
+    grid = provenance["settings"]["mode_grid"]
+    # 160 pixels hold two patches per axis: at least 3 points over the padded field (how many
+    # depends on the border, which follows the seeing the patches measure).
+    assert min(grid) >= 3 if variant else grid == [1, 1]
     assert result.meta["wavefront"]["modes"].shape[-2:] == tuple(grid)
     assert tuple(grid) == auto_mode_grid((size, size), provenance["settings"]["patch_size"], provenance["padding"])
     # The strategy follows the grid: spatially variant wavefronts come from the marginal patch fit
     # and are kept; a single wavefront is refined over the whole field.
-    variant = grid != [1, 1]
     assert provenance["settings"]["refine_wavefronts"] is not variant
     assert provenance["settings"]["patch_metric"] == ("marginal" if variant else "joint")
     assert provenance["settings"]["object_prior"] == (3.0 if variant else 1.0)
