@@ -214,7 +214,7 @@ def test_wavefront_grid_follows_the_field_by_default(size, variant):
     grid = provenance["settings"]["mode_grid"]
     # 160 pixels hold two patches per axis: at least 3 points over the padded field (how many
     # depends on the border, which follows the seeing the patches measure).
-    assert min(grid) >= 3 if variant else grid == [1, 1]
+    assert (min(grid) >= 3) if variant else (grid == [1, 1])
     assert result.meta["wavefront"]["modes"].shape[-2:] == tuple(grid)
     assert tuple(grid) == auto_mode_grid((size, size), provenance["settings"]["patch_size"], provenance["padding"])
     # The strategy follows the grid: spatially variant wavefronts come from the marginal patch fit
