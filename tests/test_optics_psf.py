@@ -6,6 +6,7 @@ import torch
 from scipy import integrate, special
 
 from sunpy_momfbd.optics import OpticalSetup, aperture, cutoff_frequency, diffraction_psf, mtf, psf
+from sunpy_momfbd.optics.psf import squared_magnitude
 
 SAMPLINGS = [2.0, 2.7, 4.0, 6.5]
 
@@ -160,6 +161,18 @@ def test_psf_is_differentiable():
     with torch.no_grad():
         coefficients[3] = 0.3
     assert torch.autograd.gradcheck(lambda c: psf(c, setup, 16), (coefficients,))
+
+
+def test_squared_magnitude_and_its_gradient_are_those_of_the_modulus_squared(rng):
+    values = torch.as_tensor(rng.normal(size=(3, 5)) + 1j * rng.normal(size=(3, 5)), dtype=torch.complex128)
+    weights = torch.as_tensor(rng.normal(size=(3, 5)))
+    ours = values.clone().requires_grad_()
+    reference = values.clone().requires_grad_()
+    (weights * squared_magnitude(ours)).sum().backward()
+    (weights * reference.abs().square()).sum().backward()
+    np.testing.assert_allclose(squared_magnitude(values), values.abs().square(), rtol=1e-14)
+    np.testing.assert_allclose(ours.grad, reference.grad, rtol=1e-12)
+    assert torch.autograd.gradcheck(squared_magnitude, (values.clone().requires_grad_(),))
 
 
 def test_undersampled_psf_is_point_sampled():

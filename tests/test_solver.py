@@ -230,6 +230,21 @@ def test_patch_chunks_accumulate_the_same_fit(setup, monkeypatch):
     np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-9)
 
 
+def test_patch_spectra_on_the_coarser_grid_sample_those_of_the_whole_patch(setup, monkeypatch):
+    # The metric's grid is 3/4 of the patch side (48 for 64, allowed here): every third of its
+    # frequencies is every fourth of the whole patch's DFT, and must hold the same value there.
+    monkeypatch.setattr(initialise, "SMALLEST_GRID", 0)
+    burst = simulate_burst(power_law_scene(96 + 54, seed=4), setup, 2, 5.0, 40.0, 3, photons=2000, rng=4, margin=27)
+    problem = _Problem(Burst([Channel(burst.frames, setup)]), SolverSettings(dtype=torch.float64, progress=False))
+    spectra = initialise._PatchSpectra(problem, 64, None)
+    assert (spectra.size, spectra.side) == (64, 48)
+    _, size, (start_y, start_x) = initialise.patch_layout(problem.shape, 64)
+    patch = problem.frames[0][:, start_y[1] : start_y[1] + size, start_x[2] : start_x[2] + size]
+    window = initialise.tukey_window((size, size), initialise.TAPER, dtype=torch.float64)
+    whole = torch.fft.rfft2((patch - patch.mean(dim=(-2, -1), keepdim=True)) * window)
+    np.testing.assert_allclose(spectra.spectra[0][:, 3 + 2, ::3, ::3], whole[..., ::4, ::4], rtol=1e-9, atol=1e-9)
+
+
 def test_solver_is_reproducible(isoplanatic, setup):
     burst = Burst([Channel(isoplanatic.frames, setup)])
     first = solve(burst, n_iterations=3, init_iterations=3, progress=False)
