@@ -9,7 +9,7 @@ the file again, with `sunpy_momfbd.load` and with ``asdf`` and ``ndcube`` direct
 The sample burst is the real DKIST/VBI 450.4 nm granulation image of sunkit-image's test data,
 seen again through simulated anisoplanatic Kolmogorov turbulence (D/r0 = 8) with the VBI's own
 optics, photon and read noise. This example restores the sample's default field (160 × 160
-pixels, 1.6 arcsec, 8 frames) with the default settings, in about 15 s on two CPU cores.
+pixels, 1.6 arcsec, 8 frames) with the default settings, in about 10 s on two CPU cores.
 """
 
 # sphinx_gallery_thumbnail_number = 1
