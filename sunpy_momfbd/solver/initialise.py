@@ -553,7 +553,7 @@ def _wrap(images, side):
     Square images summed modulo ``side`` pixels along both axes.
 
     The discrete Fourier transform of the result on ``side`` pixels samples that of the images
-    exactly, at multiples of 1 / side cycles per pixel (for ``side`` smaller than the images).
+    exactly, at multiples of 1 / side cycles per pixel (a larger side pads them with zeros).
     """
     folds = -(-images.shape[-1] // side)
     excess = folds * side - images.shape[-1]
