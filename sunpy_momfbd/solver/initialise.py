@@ -57,9 +57,10 @@ BAND = (0.6, 0.9)
 #: about the resolution its taper leaves, by wrapping the windowed patch onto that many pixels
 #: (`_wrap`; the side rounded up to a size FFTs like), and the PSFs are computed on that grid.
 #: On the benchmark bursts 0.75 restores as well as the whole grid (256² 0.120 against 0.119,
-#: D/r0 = 20 0.243 against 0.253, sample burst 0.179 against 0.170, narrow band alone 0.174
-#: against 0.183) with a patch stage 1.6 to 2 times faster; 0.5 loses on the 256² and sample
-#: bursts (0.123, 0.212) and the two objects' (0.137 and 0.159 against 0.130 and 0.149).
+#: D/r0 = 20 0.243 against 0.253, narrow band alone 0.174 against 0.183; means over seeds 1-3:
+#: 256² 0.124 against 0.123, 128² 0.163 against 0.161) with a patch stage 1.6 to 2 times faster,
+#: but the sample burst loses a little (mean over seeds 0.149 against 0.141); 0.5 loses more
+#: (256² 0.123, sample burst 0.212, two objects 0.137 and 0.159 against 0.130 and 0.149).
 SPECTRAL_GRID = 0.75
 #: Smallest side of that grid: on smaller patches every frequency counts (a 64-pixel patch fitted
 #: on 48: the restoration of an isoplanatic 64² burst went from 0.162 to 0.217).
