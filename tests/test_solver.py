@@ -430,6 +430,21 @@ def test_psfs_never_grow_beyond_what_the_field_holds(setup, monkeypatch):
     assert solution.padding == PhysicalForward(setup).psf_size // 2 < 48
 
 
+def test_one_outlying_frame_does_not_size_the_psfs(setup, monkeypatch):
+    # A frame fitted at three times the others' seeing is a failed fit: the PSFs, and with them the
+    # border, follow 1.5 times the median instead. A spread within that is followed to its worst frame.
+    solver_module = sys.modules["sunpy_momfbd.solver.solve"]
+    frames = simulate_frames(
+        power_law_scene(96, seed=2), torch.zeros(4, setup.n_modes, 1, 1), setup, photons=2000, rng=1
+    )
+    for seeing, sized in (([8.0, 8.0, 8.0, 24.0], 12.0), ([8.0, 8.0, 10.0, 11.0], 11.0)):
+        monkeypatch.setattr(
+            solver_module, "_frame_seeing", lambda modes, obscuration, s=seeing: torch.tensor(s, dtype=modes.dtype)
+        )
+        solution = solve(Burst([Channel(frames, setup)]), n_iterations=1, init_iterations=1, progress=False)
+        assert solution.padding == PhysicalForward(setup, seeing=sized).psf_size // 2
+
+
 @pytest.fixture(scope="module")
 def beyond_fitted_modes():
     """An isoplanatic burst whose wavefronts have 100 modes of Kolmogorov power; the solver fits 44."""

@@ -31,9 +31,11 @@ BATCH_PIXELS = 2**22
 NODES_PER_CELL = 1
 #: Where the patch wavefronts are final, the halo modelled beyond the fitted modes is that of this
 #: fraction of the told D/r0: the seeded marginal-fit wavefronts carry part of the unfitted modes'
-#: blur themselves. Benchmark bursts (AO, 100-mode truth), told 10: 0.114 against 0.133 with the
-#: full seeing and no seeds; told 20: 0.268 against 0.299 (see `SolverSettings`).
-UNRESOLVED_SEEING_FRACTION = 0.7
+#: blur themselves. Benchmark bursts (AO, 100-mode truth), fractions 0.3 / 0.5 / 0.7: told D/r0 10,
+#: 0.117 / 0.114 / 0.114; told 20, 0.223 / 0.231 / 0.303; isoplanatic, 0.089 / 0.084 / 0.092.
+UNRESOLVED_SEEING_FRACTION = 0.5
+#: Largest seeing of a frame, in units of the burst's median, that sizes the PSFs (`_burst_seeing`).
+SEEING_SPREAD = 1.5
 
 
 @dataclass
@@ -160,7 +162,7 @@ def solve(burst, *, forward=None, settings=None, **options):
             settings.even_seed,
             metric=settings.patch_metric,
         )
-        seeing = float(_frame_seeing(patch_modes, problem.setups[0].obscuration).max())
+        seeing = _burst_seeing(_frame_seeing(patch_modes, problem.setups[0].obscuration))
         if forward is None and seeing > 0:  # PSFs wide enough for the wavefronts found (NaN: tip-tilt only)
             problem.use_forward(seeing=seeing)
             if problem.padding >= min(problem.shape):  # wider than the field could hold: the usual size
@@ -244,6 +246,16 @@ def _frame_seeing(modes, obscuration):
     """D/r0 of each frame's wavefront: its mean variance beyond tip-tilt over the field, in Kolmogorov units."""
     power = modes[:, 2:].flatten(2).square().mean(dim=-1).sum(dim=1)
     return (power / float(kl_variance(modes.shape[1], obscuration)[2:].sum())) ** 0.6
+
+
+def _burst_seeing(frame_seeing):
+    """
+    The seeing the PSFs are sized for: the worst frame's, at most ``SEEING_SPREAD`` times the median.
+
+    A frame beyond that is a failed fit, not a wider halo; sized for it, every PSF and the border
+    would widen (on a noisy narrow-band burst, one frame at 2.7 times the median doubled the error).
+    """
+    return float(frame_seeing.max().clamp(max=SEEING_SPREAD * frame_seeing.median()))
 
 
 class _Problem:
