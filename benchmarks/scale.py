@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from restore import CASES, DKIST_DIAMETER_M, _peak_rss_mib, machine_info, vbi_image
+from restore import CASES, DKIST_DIAMETER_M, _peak_rss_mib, _warm_torch, machine_info, vbi_image
 
 from sunpy_momfbd.forward import PhysicalForward
 from sunpy_momfbd.optics import OpticalSetup
@@ -71,6 +71,7 @@ def worker(path, sampling, iterations):
     frames = np.load(path)
     setup = OpticalSetup(sampling=sampling)
     options = {} if iterations is None else {"n_iterations": iterations}
+    _warm_torch()
     start = time.perf_counter()
     solution = solve(Burst([Channel(frames, setup)]), progress=False, **options)
     seconds = time.perf_counter() - start

@@ -34,7 +34,7 @@ NODES_PER_CELL = 1
 #: blur themselves. Benchmark bursts (AO, 100-mode truth), fractions 0.3 / 0.5 / 0.7: told D/r0 10,
 #: 0.117 / 0.114 / 0.114; told 20, 0.223 / 0.231 / 0.303; isoplanatic, 0.089 / 0.084 / 0.092.
 UNRESOLVED_SEEING_FRACTION = 0.5
-#: Largest seeing of a frame, in units of the burst's median, that sizes the PSFs (`_burst_seeing`).
+#: Largest seeing of a frame, in units of the next worst frame's, that sizes the PSFs (`_burst_seeing`).
 SEEING_SPREAD = 1.5
 
 
@@ -250,12 +250,14 @@ def _frame_seeing(modes, obscuration):
 
 def _burst_seeing(frame_seeing):
     """
-    The seeing the PSFs are sized for: the worst frame's, at most ``SEEING_SPREAD`` times the median.
+    Return the seeing the PSFs are sized for: the worst frame's, at most ``SEEING_SPREAD`` times the next.
 
-    A frame beyond that is a failed fit, not a wider halo; sized for it, every PSF and the border
-    would widen (on a noisy narrow-band burst, one frame at 2.7 times the median doubled the error).
+    A lone frame beyond that is a failed fit, not a wider halo; sized for it, every PSF and the
+    border would widen (on a noisy narrow-band burst, one frame at 2.5 times the next doubled the
+    error). Two frames that agree are the seeing.
     """
-    return float(frame_seeing.max().clamp(max=SEEING_SPREAD * frame_seeing.median()))
+    worst = frame_seeing.topk(min(2, len(frame_seeing))).values
+    return float(worst[0].clamp(max=SEEING_SPREAD * worst[-1]))
 
 
 class _Problem:
@@ -283,7 +285,9 @@ class _Problem:
         # (channel, mode) index of the fittable diversity corrections: tip, tilt and defocus of every
         # channel that sees an object already seen by an earlier channel; made on the device once.
         refinable = [c for c in range(len(self.setups)) if self.channels_of(burst.channels[c].object_id)[0] < c]
-        defocus = int(np.abs(defocus_coefficients(1.0, self.n_modes, self.setups[0].obscuration)).argmax())
+        defocus = 2  # unused without refinable channels; finding it costs a KL basis on a fine grid (0.3 s)
+        if refinable:
+            defocus = int(np.abs(defocus_coefficients(1.0, self.n_modes, self.setups[0].obscuration)).argmax())
         self._refinable_entries = tuple(
             torch.as_tensor(index, device=self.device) for index in np.ix_(refinable, [0, 1, defocus])
         )
