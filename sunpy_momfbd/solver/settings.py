@@ -101,10 +101,10 @@ class SolverSettings:
         given, every model frame includes the average blur of that unresolved wavefront
         (`~sunpy_momfbd.optics.unresolved_transfer`), so that the restoration also removes it, and
         the initialisation's Kolmogorov prior uses it. Where the patch wavefronts are final (a
-        spatially variant grid) the blur is that of 0.7 D/r0, since their seeded modes carry part
+        spatially variant grid) the blur is that of 0.5 D/r0, since their seeded modes carry part
         of it (``UNRESOLVED_SEEING_FRACTION``): on the benchmark bursts, told the true seeing, the
-        error falls from 0.128 to 0.114 (D/r0 = 10) and from 0.355 to 0.268 (D/r0 = 20); with the
-        full D/r0 and no seeds (the rule before) it fell to 0.133 and 0.299. None (default): no
+        error falls from 0.120 to 0.114 (D/r0 = 10), from 0.244 to 0.232 (D/r0 = 20) and from
+        0.099 to 0.084 (isoplanatic); with 0.7 D/r0 it was 0.114, 0.303 and 0.092. None (default): no
         unresolved blur. The solver cannot estimate this seeing itself: the modes it fits say more
         about their seeds and prior than about the atmosphere (see :ref:`solver`).
     even_seed : "auto" or float
