@@ -128,7 +128,7 @@ def solve(burst, *, forward=None, settings=None, **options):
     forward : callable, optional
         ``forward(setup)`` returns the `~sunpy_momfbd.forward.ForwardModel` of a channel;
         `~sunpy_momfbd.forward.PhysicalForward` by default, its PSFs wide enough for the largest
-        wavefront the initialisation finds (``seeing``).
+        wavefront the initialisation finds (``seeing``), a lone outlying frame excepted.
     settings : `SolverSettings`, optional
         Settings; keyword ``options`` override individual fields.
 
