@@ -253,7 +253,7 @@ def _burst_seeing(frame_seeing):
     Return the seeing the PSFs are sized for: the worst frame's, at most ``SEEING_SPREAD`` times the next.
 
     A lone frame beyond that is a failed fit, not a wider halo; sized for it, every PSF and the
-    border would widen (on a noisy narrow-band burst, one frame at 2.5 times the next doubled the
+    border would widen (on a noisy narrow-band burst, one frame at 2.5 times the next tripled the
     error). Two frames that agree are the seeing.
     """
     worst = frame_seeing.topk(min(2, len(frame_seeing))).values
