@@ -246,6 +246,31 @@ def test_patch_spectra_on_the_coarser_grid_sample_those_of_the_whole_patch(setup
     np.testing.assert_allclose(spectra.spectra[0][:, row_major, ::3, ::3], whole[..., ::4, ::4], rtol=1e-9, atol=1e-9)
 
 
+def test_patch_windows_follow_each_frame_s_motion(setup):
+    # Frames that are whole-pixel shifts of one scene: windows moved by the measured motion hold the
+    # same part of the scene in every frame (MOMFBD's re-cut), and the motion measured with them is
+    # exact, where fixed windows pull it towards zero.
+    scene = 1000 * (1 + power_law_scene(160, seed=6))
+    offsets = torch.tensor([[0, 0], [4, -3], [-5, 2], [1, 1]])  # (y, x), zero mean
+    rng = np.random.default_rng(6)
+    frames = np.stack([np.roll(scene, o.tolist(), axis=(0, 1))[16:-16, 16:-16] for o in offsets])
+    frames = frames + rng.normal(0, 1.0, frames.shape)
+    problem = _Problem(Burst([Channel(frames, setup)]), SolverSettings(dtype=torch.float64, progress=False))
+    fixed = initialise._PatchSpectra(problem, 64, None)
+    moved = initialise._PatchSpectra(problem, 64, None, shifts=initialise._motion(fixed.spectra[0]).round().long())
+    followed = (moved.shifts == offsets[:, None]).all(dim=-1).all(dim=0)  # not held back at an edge
+    assert followed.sum() >= 4
+    remainder = initialise._motion(moved.spectra[0])[:, followed]
+    np.testing.assert_allclose(remainder, 0, atol=1e-3)
+    assert (initialise._motion(fixed.spectra[0])[:, followed] - offsets[:, None]).abs().max() > 0.1
+
+    def spread(spectra):  # the frames' differences from frame 0, relative to its power
+        spectra = spectra[:, followed]
+        return float((spectra - spectra[:1]).abs().square().sum() / spectra[:1].abs().square().sum() / 3)
+
+    assert spread(moved.spectra[0]) < 1e-3 < 0.1 < spread(fixed.spectra[0])
+
+
 def test_solver_is_reproducible(isoplanatic, setup):
     burst = Burst([Channel(isoplanatic.frames, setup)])
     first = solve(burst, n_iterations=3, init_iterations=3, progress=False)

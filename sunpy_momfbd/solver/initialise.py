@@ -178,13 +178,18 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
         tip-tilt over the frames on every patch, even parts synchronised between patches.
     """
     n_frames, n_modes = problem.n_frames, problem.n_modes
+    setup, scale = problem.setups[0], problem.scales[0]
+    # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift. Each
+    # frame's windows then follow its motion by whole pixels (MOMFBD re-cuts its sub-images so): they
+    # hold the same part of the object, and the remainder measured with them is free of the fixed
+    # windows' pull towards zero shift (up to a pixel in five on the tests' shifted frames).
     data = _PatchSpectra(problem, patch_size, gamma)
+    data = _PatchSpectra(problem, patch_size, gamma, shifts=_motion(data.spectra[0]).round().long())
     stages = _stages(mode_steps, n_modes)
-    variance = torch.as_tensor(kl_variance(n_modes, problem.setups[0].obscuration), dtype=problem.dtype)
+    variance = torch.as_tensor(kl_variance(n_modes, setup.obscuration), dtype=problem.dtype)
     variance = variance.to(problem.device)
     coefficients = torch.zeros(data.n_patches, n_frames, n_modes, device=problem.device, dtype=problem.dtype)
-    # Image motion first: the metric is oscillatory in tip-tilt beyond a pixel or so of shift.
-    coefficients[..., :2] = _tilt_from_motion(data.spectra[0], problem.setups[0]) / problem.scales[0]
+    coefficients[..., :2] = _motion_tilt(_motion(data.spectra[0]), setup, data.side).transpose(0, 1) / scale
     known = problem.settings.d_over_r0
     estimate = DEFAULT_D_OVER_R0  # what the fitted modes say, never below the assumption
     twins = even_seed and not problem.diversities.abs().sum() > 0  # a diversity channel fixes the sign
@@ -206,6 +211,7 @@ def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_s
         fitted = active
         # Never below the assumption: low orders may be AO-corrected, which says nothing of the rest.
         estimate = max(estimate, _estimate_seeing(coefficients[..., :fitted], variance))
+    coefficients[..., :2] += _motion_tilt(data.shifts.to(problem.dtype), setup, data.side).transpose(0, 1) / scale
     coefficients = _zero_mean_tilt(coefficients, dim=1)
     if twins:
         parity = torch.as_tensor(even_modes(n_modes, problem.setups[0].obscuration), device=problem.device)
@@ -308,26 +314,37 @@ def to_mode_grid(patch_modes, image_size, grid, padding):
 
 
 class _PatchSpectra:
-    """Tapered patch spectra of every channel, their noise weights and object regularisers."""
+    """
+    Tapered patch spectra of every channel, their noise weights and object regularisers.
 
-    def __init__(self, problem, patch_size, gamma):
+    ``shifts`` (n_frames, n_patches, 2), integer pixels (y, x), moves each frame's windows with its
+    image motion (kept inside the field); ``shifts`` holds those applied.
+    """
+
+    def __init__(self, problem, patch_size, gamma, shifts=None):
         self.problem = problem
         height, width = problem.shape
         self.grid, size, (start_y, start_x) = patch_layout((height, width), patch_size)
         self.size = size
         self.side = next_fast_len(max(round(SPECTRAL_GRID * size), min(size, SMALLEST_GRID)))
         window = tukey_window((size, size), TAPER, device=problem.device, dtype=problem.dtype)
+        starts = torch.cartesian_prod(start_y, start_x).to(problem.device)  # (n_patches, 2), row-major
+        if shifts is None:
+            shifts = torch.zeros(problem.n_frames, *starts.shape, dtype=torch.long, device=problem.device)
+        limit = torch.tensor([height - size, width - size], device=problem.device)
+        moved = torch.minimum((starts + shifts).clamp(min=0), limit)  # (F, n_patches, 2)
+        self.shifts = moved - starts
         offsets = torch.arange(size, device=problem.device)
-        rows = (start_y.to(problem.device)[:, None] + offsets)[:, None, :, None]
-        cols = (start_x.to(problem.device)[:, None] + offsets)[None, :, None, :]
+        rows = (moved[..., 0, None] + offsets)[..., :, None]  # (F, n_patches, P, 1)
+        cols = (moved[..., 1, None] + offsets)[..., None, :]  # (F, n_patches, 1, P)
+        frame = torch.arange(problem.n_frames, device=problem.device)[:, None, None, None]
         # Noise per frequency of a tapered patch's unnormalised FFT is σ² Σ window².
         self.norm = float(window.square().sum())
         self.spectra, self.weights = [], []
         for channel, frames, variance in zip(problem.burst.channels, problem.frames, problem.noise, strict=True):
-            patches = frames[:, rows, cols]  # (F, py, px, P, P)
+            patches = frames[frame, rows, cols]  # (F, n_patches, P, P)
             patches = (patches - patches.mean(dim=(-2, -1), keepdim=True)) * window
-            spectra = torch.fft.rfft2(_wrap(patches, self.side))
-            self.spectra.append(spectra.flatten(1, 2))  # (F, n_patches, S, S // 2 + 1)
+            self.spectra.append(torch.fft.rfft2(_wrap(patches, self.side)))  # (F, n_patches, S, S // 2 + 1)
             # The channel's weight scales its data as in the whole-field misfit.
             self.weights.append(channel.weight / (variance[:, None, None, None] * self.norm))
         self.frequency = radial_frequency((self.side, self.side), problem.device, problem.dtype)
@@ -486,21 +503,19 @@ def _fit(data, coefficients, active, prior, bands, iterations, metric):
     return free.detach()
 
 
-def _tilt_from_motion(spectra, setup):
+def _motion(spectra):
     """
-    Tip and tilt of each frame from its shift against the frames' mean (cross-correlation peak).
+    Shift of each frame against the frames' mean (cross-correlation peak), per patch.
 
     Parameters
     ----------
     spectra : `torch.Tensor`
-        Windowed patch spectra of one channel, shape (n_frames, n_patches, P, P // 2 + 1).
-    setup : `~sunpy_momfbd.optics.OpticalSetup`
-        The channel's optics.
+        Windowed patch spectra of one channel, shape (n_frames, n_patches, S, S // 2 + 1).
 
     Returns
     -------
     `torch.Tensor`
-        Tip and tilt in radians, shape (n_patches, n_frames, 2).
+        (y, x) shifts in pixels, zero mean over the frames, shape (n_frames, n_patches, 2).
     """
     size = spectra.shape[-2]
     # Against the first frame, then against the mean of the frames aligned on it; a plain mean
@@ -511,15 +526,18 @@ def _tilt_from_motion(spectra, setup):
     ramp = frequency_y * shifts[..., 0, None, None] + frequency_x * shifts[..., 1, None, None]
     aligned = (spectra * torch.exp(2j * torch.pi * ramp)).mean(dim=0, keepdim=True)
     shifts = _shifts(spectra, aligned)
-    shifts = shifts - shifts.mean(dim=0, keepdim=True)
+    return shifts - shifts.mean(dim=0, keepdim=True)
+
+
+def _motion_tilt(shifts, setup, size):
+    """Tip and tilt in radians, shape (..., 2), of (y, x) image shifts in pixels, shape (..., 2)."""
     # Radians of tip (x) and tilt (y) per pixel of image motion, from the PSF's own centroid shift.
-    probe = torch.zeros(2, setup.n_modes, dtype=spectra.real.dtype, device=spectra.device)
+    probe = torch.zeros(2, setup.n_modes, dtype=shifts.dtype, device=shifts.device)
     probe[0, 0] = probe[1, 1] = 0.5
     kernel = psf(probe, setup, size)
     position = torch.arange(size, dtype=kernel.dtype, device=kernel.device) - size // 2
     per_pixel = 0.5 / torch.stack([(kernel[0].sum(dim=0) * position).sum(), (kernel[1].sum(dim=1) * position).sum()])
-    tilt = shifts.flip(-1) * per_pixel  # x shift → tip, y shift → tilt
-    return tilt.transpose(0, 1)
+    return shifts.flip(-1) * per_pixel  # x shift → tip, y shift → tilt
 
 
 def _shifts(spectra, reference):
