@@ -103,8 +103,8 @@ class SolverSettings:
         the initialisation's Kolmogorov prior uses it. Where the patch wavefronts are final (a
         spatially variant grid) the blur is that of 0.5 D/r0, since their seeded modes carry part
         of it (``UNRESOLVED_SEEING_FRACTION``): on the benchmark bursts, told the true seeing, the
-        error falls from 0.120 to 0.114 (D/r0 = 10), from 0.244 to 0.232 (D/r0 = 20) and from
-        0.099 to 0.084 (isoplanatic); with 0.7 D/r0 it was 0.114, 0.303 and 0.092. None (default): no
+        error falls from 0.121 to 0.114 (D/r0 = 10), from 0.252 to 0.225 (D/r0 = 20) and from
+        0.098 to 0.084 (isoplanatic); with 0.7 D/r0 it was 0.114, 0.303 and 0.092. None (default): no
         unresolved blur. The solver cannot estimate this seeing itself: the modes it fits say more
         about their seeds and prior than about the atmosphere (see :ref:`solver`).
     even_seed : "auto" or float
