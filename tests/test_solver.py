@@ -496,6 +496,19 @@ def beyond_fitted_modes():
     return burst, objects["object"][problem.field].numpy()
 
 
+def test_object_solve_returns_the_model_frames_of_its_final_objects(setup):
+    # The model frames are carried along the conjugate-gradient steps, not evaluated at the end.
+    burst = simulate_burst(power_law_scene(48 + 54, seed=4), setup, 3, 4.0, np.inf, 1, photons=2000, rng=4)
+    settings = SolverSettings(mode_grid=(1, 1), refine_wavefronts=False, tolerance=1e-6, progress=False)
+    problem = _Problem(Burst([Channel(burst.frames, setup)]), settings)
+    modes = torch.as_tensor(burst.scene_modes, dtype=problem.dtype)
+    objects, _, history, _, model_frames = _refine(problem, modes)
+    assert len(history) >= 3  # several steps to carry them along
+    with torch.no_grad():
+        evaluated = problem.predict(objects, modes, 0)[(slice(None), *problem.field)]
+    np.testing.assert_allclose(model_frames[0], evaluated, rtol=0, atol=1e-4 * float(evaluated.mean()))
+
+
 def test_restoration_with_unknown_wavefronts_approaches_the_true_psf_restoration(setup, beyond_fitted_modes):
     burst, oracle = beyond_fitted_modes
     truth = burst.diffraction_limited
@@ -555,18 +568,24 @@ def test_conjugate_gradients_reach_the_minimum_of_a_quadratic():
     target = torch.as_tensor(rng.normal(size=12))
     parameters = [torch.zeros(n, dtype=torch.float64, requires_grad=True) for n in (5, 7)]
 
+    outputs = []  # an affine function of the parameters, as the model frames are of the object
+
     def closure():
         for parameter in parameters:
             parameter.grad = None
         x = torch.cat(parameters)
         loss = 0.5 * x @ matrix @ x - target @ x
         loss.backward()
+        outputs[:] = [(matrix @ x).detach() + 1]
         return loss.item()
 
     history = []
     settings = SolverSettings(n_iterations=30, tolerance=1e-12, progress=False)
-    assert _conjugate_gradients(closure, parameters, settings, history)
+    converged, carried = _conjugate_gradients(closure, parameters, settings, history, lambda: outputs)
+    assert converged
     solution = torch.linalg.solve(matrix, target)
     assert torch.allclose(torch.cat(parameters).detach(), solution, rtol=1e-6, atol=1e-8)
+    # Carried along the steps, the outputs are those of the final point, never evaluated there.
+    assert torch.allclose(carried[0], target + 1, rtol=1e-6, atol=1e-8)
     assert history[13] == pytest.approx(float(-0.5 * target @ solution), rel=1e-9)
     assert all(later <= earlier for earlier, later in itertools.pairwise(history))

@@ -145,6 +145,11 @@ def patch_layout(image_size, patch_size):
     return grid, size, starts
 
 
+def spectral_side(patch_side):
+    """Side of the grid the patch metric samples a patch's spectrum and computes its PSFs on (`SPECTRAL_GRID`)."""
+    return next_fast_len(max(round(SPECTRAL_GRID * patch_side), min(patch_side, SMALLEST_GRID)))
+
+
 def patch_wavefronts(problem, patch_size, mode_steps=None, iterations=10, even_seed=0.0, gamma=None, metric="marginal"):
     """
     Wavefronts of every frame on every patch by maximising their posterior, the objects eliminated.
@@ -326,7 +331,7 @@ class _PatchSpectra:
         height, width = problem.shape
         self.grid, size, (start_y, start_x) = patch_layout((height, width), patch_size)
         self.size = size
-        self.side = next_fast_len(max(round(SPECTRAL_GRID * size), min(size, SMALLEST_GRID)))
+        self.side = spectral_side(size)
         window = tukey_window((size, size), TAPER, device=problem.device, dtype=problem.dtype)
         starts = torch.cartesian_prod(start_y, start_x).to(problem.device)  # (n_patches, 2), row-major
         if shifts is None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sunpy_momfbd.optics import diffraction_psf
-from sunpy_momfbd.solver.initialise import patch_layout
+from sunpy_momfbd.solver.initialise import patch_layout, spectral_side
 from sunpy_momfbd.solver.problem import MIN_IMAGE_SIZE
 
 __all__ = ["DTYPES", "MAX_MODES", "MIN_MODES", "SolverSettings", "check_loss", "check_n_modes", "check_problem"]
@@ -381,7 +381,7 @@ def check_problem(problem):
         )
         raise ValueError(msg)
     grids = (
-        {"wavefront patch": patch_layout((height, width), settings.patch_size)[1]}
+        {"wavefront patch": spectral_side(patch_layout((height, width), settings.patch_size)[1])}
         if settings.init_iterations > 0
         else {}
     )

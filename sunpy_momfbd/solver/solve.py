@@ -183,9 +183,9 @@ def solve(burst, *, forward=None, settings=None, **options):
     timing["initialisation"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    objects, modes, history, converged = _refine(problem, modes)
+    objects, modes, history, converged, model_frames = _refine(problem, modes)
     timing["refinement"] = time.perf_counter() - start
-    return problem.solution(objects, modes, history, converged, timing)
+    return problem.solution(objects, modes, history, converged, timing, model_frames)
 
 
 def auto_mode_grid(shape, patch_size, padding):
@@ -358,15 +358,16 @@ class _Problem:
         known = self.diversities[channel] + self.offsets[channel]
         return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + known[:, None, None]
 
-    def solution(self, objects, modes, history, converged, timing):
+    def solution(self, objects, modes, history, converged, timing, model_frames=None):
         crop = self.field
-        with torch.no_grad():
-            model_frames = [
-                torch.cat([self.predict(objects, modes, c, frames)[(slice(None), *crop)] for frames in self.batches()])
-                .cpu()
-                .numpy()
-                for c in range(len(self.frames))
-            ]
+        if model_frames is None:
+            with torch.no_grad():
+                model_frames = [
+                    torch.cat(
+                        [self.predict(objects, modes, c, frames)[(slice(None), *crop)] for frames in self.batches()]
+                    )
+                    for c in range(len(self.frames))
+                ]
         field_modes = resample_modes(
             self.channel_modes(modes, 0) - (self.diversities[0] + self.offsets[0])[:, None, None],
             self.padded_shape,
@@ -380,7 +381,7 @@ class _Problem:
         return Solution(
             objects={k: o.detach()[crop].cpu().numpy() for k, o in objects.items()},
             modes=field_modes.detach().cpu().numpy(),
-            model_frames=model_frames,
+            model_frames=[m.cpu().numpy() for m in model_frames],
             loss_history=history,
             d_over_r0=d_over_r0.detach().cpu().numpy(),
             timing=timing,
@@ -451,17 +452,22 @@ def _refine(problem, modes):
     n_pixels = math.prod(problem.padded_shape)
     batches = problem.batches()
 
+    model_frames = []  # of the last evaluation, per channel
+
     def closure():
         for parameter in parameters:
             parameter.grad = None
         total = 0  # summed on the device: one host synchronisation per evaluation, not per batch
+        predictions = [[] for _ in problem.frames]
         for frames in batches:
             estimate = {k: o() for k, o in objects.items()}
             if fit_offsets:
                 problem.offsets = problem.diversity_offsets(free_offsets)
             loss = 0
             for c, data in enumerate(problem.frames):
-                residual = problem.predict(estimate, free_modes, c, frames)[crop] - data[frames]
+                prediction = problem.predict(estimate, free_modes, c, frames)[crop]
+                predictions[c].append(prediction.detach())
+                residual = prediction - data[frames]
                 weight = problem.burst.channels[c].weight / problem.noise[c][frames, None, None]
                 if problem.weights[c] is not None:
                     weight = weight * problem.weights[c][frames]
@@ -471,16 +477,20 @@ def _refine(problem, modes):
                 loss = loss + sum(prior_penalty(estimate[k], priors[k]) for k in estimate) / (n_data * n_pixels)
             loss.backward()
             total = total + loss.detach()
+        model_frames[:] = [torch.cat(p) for p in predictions]
         return check_loss(float(total), len(history) + 1)  # before a line search steps into NaN
 
     parameters = [o.variable for o in objects.values()]
     parameters += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
     history = []  # loss after every iteration, appended by the minimiser
     quadratic = not (settings.refine_wavefronts or fit_offsets)  # in the objects, the only unknowns
-    converged = (_conjugate_gradients if quadratic else _minimise)(closure, parameters, settings, history)
+    if quadratic:
+        converged, final_frames = _conjugate_gradients(closure, parameters, settings, history, lambda: model_frames)
+    else:
+        converged, final_frames = _minimise(closure, parameters, settings, history), None
     problem.offsets = problem.offsets.detach()
     with torch.no_grad():
-        return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged
+        return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged, final_frames
 
 
 def _minimise(closure, parameters, settings, history):
@@ -512,32 +522,35 @@ def _minimise(closure, parameters, settings, history):
     return converged
 
 
-def _conjugate_gradients(closure, parameters, settings, history):
+def _conjugate_gradients(closure, parameters, settings, history, outputs):
     """
     Minimise a quadratic loss by conjugate gradients, one gradient evaluation per iteration.
 
     For a quadratic, the gradient at a trial point along the search direction p gives the
     Hessian's product with p, hence the exact minimising step and the gradient there, without a
     line search. Stops when an iteration lowers the loss by less than the tolerance (relative).
+    ``outputs()`` returns tensors affine in the parameters from the last evaluation (the model
+    frames): interpolated along the steps in the same way, they are returned at the final point
+    with the convergence flag, at no extra evaluation.
     """
 
     def gradient(point):
         for parameter, value in zip(parameters, point, strict=True):
             parameter.data.copy_(value)
         loss = closure()
-        return loss, [parameter.grad.detach().clone() for parameter in parameters]
+        return loss, [parameter.grad.detach().clone() for parameter in parameters], list(outputs())
 
     def dot(a, b):
         return float(sum((x * y).sum() for x, y in zip(a, b, strict=True)))
 
     point = [parameter.detach().clone() for parameter in parameters]
-    loss, grad = gradient(point)
+    loss, grad, values = gradient(point)
     direction = [-g for g in grad]
     trial = 1.0
     converged = False
     with tqdm(total=settings.n_iterations, desc="MOMFBD objects", disable=not settings.progress, leave=False) as bar:
         for _ in range(settings.n_iterations):
-            _, moved = gradient([x + trial * d for x, d in zip(point, direction, strict=True)])
+            _, moved, moved_values = gradient([x + trial * d for x, d in zip(point, direction, strict=True)])
             hessian_direction = [(m - g) / trial for m, g in zip(moved, grad, strict=True)]
             curvature = dot(direction, hessian_direction)
             slope = dot(grad, direction)
@@ -546,6 +559,7 @@ def _conjugate_gradients(closure, parameters, settings, history):
                 break
             step = -slope / curvature
             point = [x + step * d for x, d in zip(point, direction, strict=True)]
+            values = [v + step / trial * (m - v) for v, m in zip(values, moved_values, strict=True)]
             new_grad = [g + step * h for g, h in zip(grad, hessian_direction, strict=True)]
             new_loss = loss + 0.5 * step * slope
             beta = max(0.0, dot(new_grad, [n - g for n, g in zip(new_grad, grad, strict=True)]) / dot(grad, grad))
@@ -559,7 +573,7 @@ def _conjugate_gradients(closure, parameters, settings, history):
                 break
     for parameter, value in zip(parameters, point, strict=True):
         parameter.data.copy_(value)
-    return converged
+    return converged, values
 
 
 class _StepwiseLBFGS(torch.optim.LBFGS):
