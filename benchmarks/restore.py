@@ -577,7 +577,7 @@ def _known_wavefronts(data, setup, modes, options):
     if problem.padding != int(data["margin"]):
         msg = f"the solver pads by {problem.padding} px but the scene margin is {int(data['margin'])} px"
         raise RuntimeError(msg)
-    objects, _, history, _ = _refine(problem, modes.to(problem.device, problem.dtype))
+    objects, _, history, *_ = _refine(problem, modes.to(problem.device, problem.dtype))
     restored = {name: o[problem.field].cpu().numpy() for name, o in objects.items()}
     elapsed = time.perf_counter() - start
     extra = {
