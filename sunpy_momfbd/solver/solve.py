@@ -358,16 +358,18 @@ class _Problem:
         known = self.diversities[channel] + self.offsets[channel]
         return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + known[:, None, None]
 
-    def solution(self, objects, modes, history, converged, timing, model_frames=None):
+    def model_frames(self, objects, modes):
+        """Every channel's model frames over the observed field, shape (n_frames, H, W) each."""
+        with torch.no_grad():
+            return [
+                torch.cat(
+                    [self.predict(objects, modes, c, frames)[(slice(None), *self.field)] for frames in self.batches()]
+                )
+                for c in range(len(self.frames))
+            ]
+
+    def solution(self, objects, modes, history, converged, timing, model_frames):
         crop = self.field
-        if model_frames is None:
-            with torch.no_grad():
-                model_frames = [
-                    torch.cat(
-                        [self.predict(objects, modes, c, frames)[(slice(None), *crop)] for frames in self.batches()]
-                    )
-                    for c in range(len(self.frames))
-                ]
         field_modes = resample_modes(
             self.channel_modes(modes, 0) - (self.diversities[0] + self.offsets[0])[:, None, None],
             self.padded_shape,
@@ -452,7 +454,7 @@ def _refine(problem, modes):
     n_pixels = math.prod(problem.padded_shape)
     batches = problem.batches()
 
-    model_frames = []  # of the last evaluation, per channel
+    last_frames = []  # model frames of the last evaluation, per channel
 
     def closure():
         for parameter in parameters:
@@ -477,20 +479,23 @@ def _refine(problem, modes):
                 loss = loss + sum(prior_penalty(estimate[k], priors[k]) for k in estimate) / (n_data * n_pixels)
             loss.backward()
             total = total + loss.detach()
-        model_frames[:] = [torch.cat(p) for p in predictions]
+        last_frames[:] = [torch.cat(p) for p in predictions]
         return check_loss(float(total), len(history) + 1)  # before a line search steps into NaN
 
     parameters = [o.variable for o in objects.values()]
     parameters += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
     history = []  # loss after every iteration, appended by the minimiser
     quadratic = not (settings.refine_wavefronts or fit_offsets)  # in the objects, the only unknowns
-    if quadratic:
-        converged, final_frames = _conjugate_gradients(closure, parameters, settings, history, lambda: model_frames)
+    if quadratic:  # the model frames come carried along the steps
+        converged, model_frames = _conjugate_gradients(closure, parameters, settings, history, lambda: last_frames)
     else:
-        converged, final_frames = _minimise(closure, parameters, settings, history), None
+        converged, model_frames = _minimise(closure, parameters, settings, history), None
     problem.offsets = problem.offsets.detach()
     with torch.no_grad():
-        return {k: o() for k, o in objects.items()}, free_modes.detach(), history, converged, final_frames
+        restored = {k: o() for k, o in objects.items()}
+    if model_frames is None:
+        model_frames = problem.model_frames(restored, free_modes.detach())
+    return restored, free_modes.detach(), history, converged, model_frames
 
 
 def _minimise(closure, parameters, settings, history):
