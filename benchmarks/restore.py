@@ -110,6 +110,7 @@ from astropy.io import fits
 
 import sunpy_momfbd
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
+from sunpy_momfbd.io.atomic import atomic_write
 from sunpy_momfbd.optics import OpticalSetup, defocus_coefficients, even_modes, kl_projection, psf
 from sunpy_momfbd.simulate import simulate_burst, simulate_frames
 from sunpy_momfbd.solver import Burst, Channel, SolverSettings, solve
@@ -893,12 +894,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the 128², 6-frame case (about a minute); --case quick")
     parser.add_argument(
         "--case",
-        choices=list(CASES),
+        choices=[*CASES, "all"],
         default="full",
         help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20), isoplanatic (θ0 infinite), "
-        "diversity (plus a camera defocused by one wave) or two_objects (plus a narrow-band object at 705.8 nm)",
+        "diversity (plus a camera defocused by one wave), two_objects (plus a narrow-band object at 705.8 nm) "
+        "or all of them, one after the other (about 35 minutes on 2 cores)",
     )
-    parser.add_argument("--output", default=None, help="JSON file (default benchmarks/results/restore[_quick].json)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="JSON file (default benchmarks/results/restore[_<case>].json; not with --case all)",
+    )
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -916,14 +922,8 @@ def main(argv=None):
     if args.worker:
         worker(args.worker, args.input, args.result, json.loads(args.options))
         return
-
-    name = "quick" if args.quick else args.case
-    default = Path(__file__).parent / "results" / ("restore.json" if name == "full" else f"restore_{name}.json")
-    output = Path(args.output) if args.output else default
-    output.parent.mkdir(parents=True, exist_ok=True)
-
-    def log(message):
-        print(message, flush=True)
+    if args.case == "all" and args.output:
+        parser.error("--output names one file; with --case all every case writes its default file")
 
     methods, excluded = args.methods, {}
     if methods is None:
@@ -932,14 +932,27 @@ def main(argv=None):
             # Like forward="auto", the emulator is a GPU tool: on a CPU it costs ~10x PhysicalForward.
             methods.remove("emulator")
             excluded["emulator"] = "no GPU: not run by default on a CPU (name it in --methods to run it)"
+    names = list(CASES) if args.case == "all" else ["quick" if args.quick else args.case]
+    for name in names:
+        default = Path(__file__).parent / "results" / ("restore.json" if name == "full" else f"restore_{name}.json")
+        benchmark_case(name, methods, excluded, args.border, Path(args.output) if args.output else default)
+
+
+def benchmark_case(name, methods, excluded, border, output):
+    """Run one case with every method, write its JSON (atomically) and print its table."""
+
+    def log(message):
+        print(message, flush=True)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     record = {"benchmark": "restore", "machine": machine_info(), "command": " ".join(sys.argv)}
     with tempfile.TemporaryDirectory(prefix="momfbd-restore-") as workdir:
-        record["cases"] = {name: run_case(name, methods, workdir, args.border, log)}
-    if excluded:
-        record["cases"][name]["skipped"].update(excluded)
+        record["cases"] = {name: run_case(name, methods, workdir, border, log)}
+    record["cases"][name]["skipped"].update(excluded)
     record["total_seconds"] = time.perf_counter() - start
-    output.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    text = json.dumps(record, indent=2, default=float) + "\n"
+    atomic_write(output, lambda path: Path(path).write_text(text), overwrite=True)
     log(f"wrote {output} ({record['total_seconds']:.0f} s)")
     print_table(record["cases"][name], log)
 
