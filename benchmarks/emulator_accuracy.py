@@ -35,6 +35,7 @@ import torch
 import sunpy_momfbd
 from sunpy_momfbd.database import DegradationConfig, OnTheFlyDataset, array_patches, draw_sample, draw_setup
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
+from sunpy_momfbd.io.atomic import atomic_write
 from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.training import error_summary, evaluate, relative_error
 
@@ -232,7 +233,8 @@ def main(argv=None):
     result["speed"] = speed(args.emulator, tuple(args.sizes))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(output, lambda path: path.write_text(text), overwrite=True)
     print("\n".join(tables))
     for row in result["speed"]:
         print(

@@ -46,6 +46,7 @@ import torch
 
 import sunpy_momfbd
 from sunpy_momfbd.forward import EmulatorForward, PhysicalForward
+from sunpy_momfbd.io.atomic import atomic_write
 from sunpy_momfbd.optics import OpticalSetup
 
 FULL = {"sizes": (128, 256, 512, 1024), "grids": (1, 4, 16, 64), "case_budget": 240.0}
@@ -142,7 +143,8 @@ def main(argv=None):
         "wall_time_s": time.perf_counter() - started,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    text = json.dumps(report, indent=1) + "\n"
+    atomic_write(args.output, lambda path: path.write_text(text), overwrite=True)
     _print_table(results)
     print(f"wrote {args.output} in {report['wall_time_s']:.0f} s")
 

@@ -894,17 +894,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the 128², 6-frame case (about a minute); --case quick")
     parser.add_argument(
         "--case",
-        choices=[*CASES, "all"],
+        choices=list(CASES),
         default="full",
         help="full (256², 12 frames, D/r0 10; default), quick, strong (D/r0 20), isoplanatic (θ0 infinite), "
-        "diversity (plus a camera defocused by one wave), two_objects (plus a narrow-band object at 705.8 nm) "
-        "or all of them, one after the other (about 35 minutes on 2 cores)",
+        "diversity (plus a camera defocused by one wave) or two_objects (plus a narrow-band object at 705.8 nm)",
     )
-    parser.add_argument(
-        "--output",
-        default=None,
-        help="JSON file (default benchmarks/results/restore[_<case>].json; not with --case all)",
-    )
+    parser.add_argument("--output", default=None, help="JSON file (default benchmarks/results/restore[_<case>].json)")
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -922,8 +917,6 @@ def main(argv=None):
     if args.worker:
         worker(args.worker, args.input, args.result, json.loads(args.options))
         return
-    if args.case == "all" and args.output:
-        parser.error("--output names one file; with --case all every case writes its default file")
 
     methods, excluded = args.methods, {}
     if methods is None:
@@ -932,10 +925,9 @@ def main(argv=None):
             # Like forward="auto", the emulator is a GPU tool: on a CPU it costs ~10x PhysicalForward.
             methods.remove("emulator")
             excluded["emulator"] = "no GPU: not run by default on a CPU (name it in --methods to run it)"
-    names = list(CASES) if args.case == "all" else ["quick" if args.quick else args.case]
-    for name in names:
-        default = Path(__file__).parent / "results" / ("restore.json" if name == "full" else f"restore_{name}.json")
-        benchmark_case(name, methods, excluded, args.border, Path(args.output) if args.output else default)
+    name = "quick" if args.quick else args.case
+    default = Path(__file__).parent / "results" / ("restore.json" if name == "full" else f"restore_{name}.json")
+    benchmark_case(name, methods, excluded, args.border, Path(args.output) if args.output else default)
 
 
 def benchmark_case(name, methods, excluded, border, output):
@@ -952,7 +944,7 @@ def benchmark_case(name, methods, excluded, border, output):
     record["cases"][name]["skipped"].update(excluded)
     record["total_seconds"] = time.perf_counter() - start
     text = json.dumps(record, indent=2, default=float) + "\n"
-    atomic_write(output, lambda path: Path(path).write_text(text), overwrite=True)
+    atomic_write(output, lambda path: path.write_text(text), overwrite=True)
     log(f"wrote {output} ({record['total_seconds']:.0f} s)")
     print_table(record["cases"][name], log)
 

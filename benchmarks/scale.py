@@ -29,6 +29,7 @@ import numpy as np
 from restore import CASES, DKIST_DIAMETER_M, _peak_rss_mib, _warm_torch, machine_info, vbi_image
 
 from sunpy_momfbd.forward import PhysicalForward
+from sunpy_momfbd.io.atomic import atomic_write
 from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.simulate import simulate_burst
 from sunpy_momfbd.solver import Burst, Channel, solve
@@ -138,7 +139,8 @@ def main(argv=None):
         "peak_rss": exponent(areas, [r["peak_rss_mib"] for r in done]),
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write(args.output, lambda path: path.write_text(text), overwrite=True)
     print(f"exponents of area: {record['exponents']}")
     print(f"wrote {args.output}")
 

@@ -106,8 +106,9 @@ plot_restoration(result, burst, reference=truth, figure=plt.figure(figsize=(15, 
 # ratio even the true wavefronts restore with the least error to an image smoother than the
 # truth (the solver guide's "Limits seen so far"). A weaker prior, ``object_prior=1`` (the
 # default, "auto", is 3 on a spatially variant grid), keeps the truth's power to about 0.7 D/λ
-# with the wavefronts the solver finds, at the cost of more noise and a larger error. Which to prefer depends on the science: the least
-# error for photometry of structures, the truth's power for their statistics.
+# with the wavefronts the solver finds, at the cost of more noise and a larger error. Which to
+# prefer depends on the science: the least error for the photometry of structures, the truth's
+# power for their statistics.
 
 sharp = sunpy_momfbd.deconvolve(burst, object_prior=1, progress=False)
 rho = np.corrcoef(sharp.data[inside], truth.data[inside])[0, 1]

@@ -40,15 +40,10 @@ def test_the_oracles_and_the_solver_restore_the_small_case(restore, small_case):
     assert errors["run_oracle"] < errors["run_oracle_fitted_modes"] < errors["run_mean"]
 
 
-def test_a_case_is_written_whole_and_all_cases_take_no_single_output(restore, small_case, tmp_path, capsys):
+def test_a_case_is_written_whole(restore, small_case, tmp_path):
     output = tmp_path / "restore_small.json"
     restore.benchmark_case("small", ["mean"], {"emulator": "not run"}, 16, output)
-    record = json.loads(output.read_text())
-    case = record["cases"]["small"]
+    case = json.loads(output.read_text())["cases"]["small"]
     assert case["results"]["mean"]["quality"]["error"] > 0.1  # the mean of four frames is far from the truth
     assert case["skipped"] == {"emulator": "not run"}
     assert [p.name for p in tmp_path.iterdir()] == [output.name]  # no temporary file left behind
-    # Every case writes its own file, so one --output for all of them is refused before anything runs.
-    with pytest.raises(SystemExit):
-        restore.main(["--case", "all", "--output", str(tmp_path / "one.json")])
-    assert "--output names one file" in capsys.readouterr().err
