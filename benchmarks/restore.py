@@ -574,12 +574,13 @@ def _known_wavefronts(data, setup, modes, options):
     )
     start = time.perf_counter()
     problem = _Problem(Burst(_channels(data, setup)), settings)
-    problem.use_forward(seeing=float(data["d_over_r0"]), nodes_per_cell=2)
-    if problem.padding != int(data["margin"]):
-        msg = f"the solver pads by {problem.padding} px but the scene margin is {int(data['margin'])} px"
+    problem.use_forward(seeing=float(data["d_over_r0"]), nodes_per_cell=2, padding=int(data["margin"]))
+    reach = max(model.psf_size // 2 for model in problem.models)
+    if reach != int(data["margin"]):
+        msg = f"the solver's PSFs reach {reach} px but the scene margin is {int(data['margin'])} px"
         raise RuntimeError(msg)
     objects, _, history, *_ = _refine(problem, modes.to(problem.device, problem.dtype))
-    restored = {name: o[problem.field].cpu().numpy() for name, o in objects.items()}
+    restored = {name: o[problem.field(name)].cpu().numpy() for name, o in objects.items()}
     elapsed = time.perf_counter() - start
     extra = {
         "iterations": len(history),

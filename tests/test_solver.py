@@ -194,6 +194,29 @@ def test_two_objects_at_two_wavelengths_share_the_wavefront():
         assert error(solution.objects[name], truth) < 0.7 * error(frames.mean(axis=0), truth)
 
 
+def test_an_object_is_restored_as_alone_when_solved_with_another():
+    # Each object is solved over its own channels' PSF reach and by its own linear solve, so a
+    # second object with wider PSFs (in pixels) changes neither the first's border nor its result.
+    import astropy.units as u
+
+    blue = OpticalSetup(sampling=2.2, wavelength=450 * u.nm)
+    red = OpticalSetup(sampling=2.2 * 656 / 450, wavelength=656 * u.nm)
+    rng = np.random.default_rng(3)
+    channels = [
+        Channel(power_law_scene(64, seed=s) + rng.normal(0, 0.01, (3, 64, 64)), o, object_id=o.wavelength.to_string())
+        for s, o in ((33, blue), (34, red))
+    ]
+    settings = SolverSettings(mode_grid=(3, 3), refine_wavefronts=False, progress=False, dtype=torch.float64)
+    joint, alone = _Problem(Burst(channels), settings), _Problem(Burst(channels[:1]), settings)
+    first = channels[0].object_id
+    assert joint.paddings[first] == alone.paddings[first] == joint.padding < joint.paddings[channels[1].object_id]
+    modes = torch.as_tensor(0.5 * rng.standard_normal((3, 44, 3, 3)))
+    (together, _, _, _, frames_together), (apart, _, _, _, frames_apart) = (_refine(p, modes) for p in (joint, alone))
+    assert together[channels[1].object_id].shape == joint.padded_shape(channels[1].object_id)
+    np.testing.assert_allclose(together[first], apart[first], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(frames_together[0], frames_apart[0], rtol=0, atol=1e-9)
+
+
 def test_frame_batches_accumulate_the_same_gradient(isoplanatic, setup):
     burst = Burst([Channel(isoplanatic.frames, setup)])
     options = {"n_iterations": 3, "init_iterations": 5, "progress": False, "dtype": torch.float64}
@@ -493,7 +516,7 @@ def beyond_fitted_modes():
     )
     problem = _Problem(Burst([Channel(burst.frames, truth_setup)]), settings, PhysicalForward)
     objects, *_ = _refine(problem, torch.as_tensor(burst.scene_modes, dtype=problem.dtype))
-    return burst, objects["object"][problem.field].numpy()
+    return burst, objects["object"][problem.field("object")].numpy()
 
 
 def test_object_solve_returns_the_model_frames_of_its_final_objects(setup):
@@ -505,7 +528,7 @@ def test_object_solve_returns_the_model_frames_of_its_final_objects(setup):
     objects, _, history, _, model_frames = _refine(problem, modes)
     assert len(history) >= 3  # several steps to carry them along
     with torch.no_grad():
-        evaluated = problem.predict(objects, modes, 0)[(slice(None), *problem.field)]
+        evaluated = problem.predict(objects, modes, 0)[(slice(None), *problem.field("object"))]
     np.testing.assert_allclose(model_frames[0], evaluated, rtol=0, atol=1e-4 * float(evaluated.mean()))
 
 
@@ -546,7 +569,7 @@ def test_told_seeing_halo_and_seeds_follow_the_path(setup, grid, seeds, fraction
     frames = np.full((2, 64, 64), 1000.0)
     problem = _Problem(Burst([Channel(frames, setup)]), SolverSettings(mode_grid=grid, d_over_r0=8.0, progress=False))
     assert problem.settings.even_seed == seeds
-    frequency = radial_frequency(problem.padded_shape, dtype=torch.float64).numpy() * setup.sampling
+    frequency = radial_frequency(problem.padded_shape("object"), dtype=torch.float64).numpy() * setup.sampling
     expected = unresolved_transfer(frequency, setup.n_modes, fraction * 8.0)
     np.testing.assert_allclose(problem.unresolved_transfer(0).numpy(), expected, rtol=1e-6)
 

@@ -78,8 +78,8 @@ def wiener_start(problem, modes, object_id, strength=1.0):
     prior : `torch.Tensor`
         γ(f) on the real-FFT grid, in the units of the frames' unnormalised FFT.
     """
-    shape = problem.padded_shape
-    pad = problem.padding
+    shape = problem.padded_shape(object_id)
+    pad = problem.paddings[object_id]
     taper = tukey_window(shape, fraction=pad / min(shape) + 1e-9, device=problem.device, dtype=problem.dtype)
     numerator, curvature, power = 0, 0, 0
     for c in problem.channels_of(object_id):

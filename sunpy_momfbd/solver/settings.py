@@ -360,7 +360,7 @@ def check_problem(problem):
     Parameters
     ----------
     problem : `~sunpy_momfbd.solver.solve._Problem`
-        The burst on its device with its forward models (``padding`` is their border).
+        The burst on its device with its forward models (``widest_padding`` is their widest border).
 
     Raises
     ------
@@ -372,11 +372,11 @@ def check_problem(problem):
     settings = problem.settings
     check_n_modes(problem.n_modes)
     height, width = problem.shape
-    if problem.padding >= min(height, width):
+    if problem.widest_padding >= min(height, width):
         _, reach, name = max(_reach(model) for model in problem.models)
         msg = (
             f"the field, {height}x{width} pixels, is too small for the forward model: it reaches {reach}, "
-            f"and the field must be wider than that along both axes (at least {problem.padding + 1} pixels); "
+            f"and the field must be wider than that along both axes (at least {problem.widest_padding + 1} pixels); "
             "use a larger field (or coarser pixels)" + (", or forward='physical'" if name == "EmulatorForward" else "")
         )
         raise ValueError(msg)
@@ -385,7 +385,7 @@ def check_problem(problem):
         if settings.init_iterations > 0
         else {}
     )
-    grids["border"] = 2 * problem.padding
+    grids["border"] = 2 * problem.widest_padding
     for index, setup in enumerate(problem.setups):
         model_grid = {"forward-model PSF": getattr(problem.models[index], "psf_size", None)}
         for what, npix in {**grids, **model_grid}.items():

@@ -61,7 +61,8 @@ class Solution:
     settings : dict
         The settings used.
     padding : int
-        Border, in pixels, that was solved for outside the field.
+        Border, in pixels, solved for outside the field: the widest object's (each object's is
+        the reach of its own channels' PSFs).
     device : str
         Device the solve ran on.
     iterations : int
@@ -165,14 +166,14 @@ def solve(burst, *, forward=None, settings=None, **options):
         seeing = _burst_seeing(_frame_seeing(patch_modes, problem.setups[0].obscuration))
         if forward is None and seeing > 0:  # PSFs wide enough for the wavefronts found (NaN: tip-tilt only)
             problem.use_forward(seeing=seeing)
-            if problem.padding >= min(problem.shape):  # wider than the field could hold: the usual size
+            if problem.widest_padding >= min(problem.shape):  # wider than the field could hold: the usual size
                 problem.use_forward()
     if settings.mode_grid == "auto":
         settings = problem.settings = replace(
             settings, mode_grid=auto_mode_grid(burst.shape, settings.patch_size, problem.padding)
         )
     if settings.frame_batch == "auto":
-        pixels = math.prod(problem.padded_shape) * len(problem.frames)
+        pixels = sum(math.prod(problem.padded_shape(problem.object_of(c))) for c in range(len(problem.frames)))
         settings = problem.settings = replace(settings, frame_batch=max(1, BATCH_PIXELS // pixels))
     if settings.init_iterations > 0:
         modes = to_mode_grid(patch_modes, problem.shape, settings.mode_grid, problem.padding)
@@ -292,13 +293,18 @@ class _Problem:
             torch.as_tensor(index, device=self.device) for index in np.ix_(refinable, [0, 1, defocus])
         )
 
-    def use_forward(self, forward=None, seeing=None, nodes_per_cell=NODES_PER_CELL):
+    def use_forward(self, forward=None, seeing=None, nodes_per_cell=NODES_PER_CELL, padding=None):
         """
-        Build every channel's forward model and the border the object is solved for.
+        Build every channel's forward model and the borders the objects are solved for.
 
         ``forward(setup)`` makes a channel's model; by default a `~sunpy_momfbd.forward.PhysicalForward`
         with ``nodes_per_cell`` PSF nodes per mode-grid cell, whose PSFs are wide enough for a seeing,
         D/r0 at the first channel's wavelength (scaled by (λ_ref / λ)^(6/5) for the others).
+
+        Each object is solved over the field padded by the reach of its own channels' PSFs, and
+        the mode grid spans the field padded by the narrowest of those borders, so that an object
+        is restored with the same wavefront grid whether or not it is solved with others. A
+        ``padding`` makes it every object's border and the grid's (e.g. a simulation's margin).
         """
         if forward is None:
             models = [
@@ -313,8 +319,13 @@ class _Problem:
         for model in self.models:
             if self.settings.checkpointing and hasattr(model, "checkpointing"):  # networks only
                 model.checkpointing = True
-        self.padding = max(_reach(model) for model in self.models)
-        self._unresolved = {}  # transfer functions on the padded grid
+        reach = [_reach(model) for model in self.models]
+        self.paddings = {
+            k: max(reach[c] for c in self.channels_of(k)) if padding is None else int(padding)
+            for k in self.burst.objects
+        }
+        self.padding = min(self.paddings.values())  # the mode grid's border
+        self._unresolved = {}  # transfer functions on the objects' padded fields
 
     def batches(self):
         """Slices of frames evaluated together (``SolverSettings.frame_batch``)."""
@@ -341,16 +352,25 @@ class _Problem:
         return len(self._refinable_entries[0])
 
     @property
-    def padded_shape(self):
-        return tuple(n + 2 * self.padding for n in self.shape)
+    def widest_padding(self):
+        """The widest object's border: the field must be wider than this."""
+        return max(self.paddings.values())
+
+    def padded_shape(self, object_id=None):
+        """Shape of an object's padded field, or (None) of the one the mode grid spans."""
+        padding = self.padding if object_id is None else self.paddings[object_id]
+        return tuple(n + 2 * padding for n in self.shape)
+
+    def field(self, object_id=None):
+        """Slices of the observed field inside an object's padded field, or (None) the mode grid's."""
+        padding = self.padding if object_id is None else self.paddings[object_id]
+        return tuple(slice(padding, padding + n) for n in self.shape)
+
+    def object_of(self, channel):
+        return self.burst.channels[channel].object_id
 
     def cutoff(self, object_id):
         return max(1 / self.setups[c].sampling for c in self.channels_of(object_id))
-
-    @property
-    def field(self):
-        """Slices of the observed field inside the padded field."""
-        return tuple(slice(self.padding, self.padding + n) for n in self.shape)
 
     def channel_modes(self, modes, channel):
         """Return a channel's modes: mean tip-tilt over frames removed, scaled to its wavelength, plus diversity."""
@@ -358,21 +378,32 @@ class _Problem:
         known = self.diversities[channel] + self.offsets[channel]
         return torch.cat([tilt, modes[:, 2:]], dim=1) * self.scales[channel] + known[:, None, None]
 
+    def object_modes(self, modes, object_id):
+        """Mode maps on the mode grid resampled onto a grid as fine over an object's padded field."""
+        shift = self.padding - self.paddings[object_id]
+        if shift == 0:
+            return modes
+        return resample_modes(
+            modes, self.padded_shape(), (shift, shift), self.padded_shape(object_id), modes.shape[-2:]
+        )
+
     def model_frames(self, objects, modes):
         """Every channel's model frames over the observed field, shape (n_frames, H, W) each."""
         with torch.no_grad():
             return [
                 torch.cat(
-                    [self.predict(objects, modes, c, frames)[(slice(None), *self.field)] for frames in self.batches()]
+                    [
+                        self.predict(objects, modes, c, frames)[(slice(None), *self.field(self.object_of(c)))]
+                        for frames in self.batches()
+                    ]
                 )
                 for c in range(len(self.frames))
             ]
 
     def solution(self, objects, modes, history, converged, timing, model_frames):
-        crop = self.field
         field_modes = resample_modes(
             self.channel_modes(modes, 0) - (self.diversities[0] + self.offsets[0])[:, None, None],
-            self.padded_shape,
+            self.padded_shape(),
             (self.padding, self.padding),
             self.shape,
             self.settings.mode_grid,
@@ -381,14 +412,14 @@ class _Problem:
         # weighted by their Kolmogorov variance so that the well-measured low orders dominate.
         d_over_r0 = _frame_seeing(field_modes, self.setups[0].obscuration)
         return Solution(
-            objects={k: o.detach()[crop].cpu().numpy() for k, o in objects.items()},
+            objects={k: o.detach()[self.field(k)].cpu().numpy() for k, o in objects.items()},
             modes=field_modes.detach().cpu().numpy(),
             model_frames=[m.cpu().numpy() for m in model_frames],
             loss_history=history,
             d_over_r0=d_over_r0.detach().cpu().numpy(),
             timing=timing,
             settings={k: str(v) if isinstance(v, torch.dtype) else v for k, v in asdict(self.settings).items()},
-            padding=self.padding,
+            padding=self.widest_padding,
             device=str(self.device),
             iterations=len(history),
             converged=converged,
@@ -400,7 +431,7 @@ class _Problem:
         """Half the seeing-limited PSF width in pixels, within [1, padding] (see `Solution.borders`)."""
         seeing = float(torch.nan_to_num(d_over_r0.median(), nan=1.0).clamp(min=1.0))
         sampling = max(self.setups[c].sampling for c in self.channels_of(object_id))
-        return int(min(max(math.ceil(0.5 * seeing * sampling), 1), max(self.padding, 1)))
+        return int(min(max(math.ceil(0.5 * seeing * sampling), 1), max(self.paddings[object_id], 1)))
 
     def unresolved_transfer(self, channel):
         """
@@ -414,7 +445,8 @@ class _Problem:
             return None
         if channel not in self._unresolved:
             setup = self.setups[channel]
-            frequency = radial_frequency(self.padded_shape, dtype=torch.float64).numpy() * setup.sampling
+            shape = self.padded_shape(self.object_of(channel))
+            frequency = radial_frequency(shape, dtype=torch.float64).numpy() * setup.sampling
             fraction = 1.0 if self.settings.refine_wavefronts else UNRESOLVED_SEEING_FRACTION
             seeing = fraction * self.settings.d_over_r0 * self.scales[channel] ** (6 / 5)
             transfer = unresolved_transfer(frequency, self.n_modes, seeing, setup.obscuration)
@@ -430,8 +462,9 @@ class _Problem:
 
     def predict(self, objects, modes, channel, frames=slice(None)):
         """Model frames of a channel (a batch of frame indices) for given objects and mode maps."""
-        obj = self.unresolved_blur(objects[self.burst.channels[channel].object_id], channel)
-        channel_modes = self.channel_modes(modes, channel)[frames]
+        object_id = self.object_of(channel)
+        obj = self.unresolved_blur(objects[object_id], channel)
+        channel_modes = self.object_modes(self.channel_modes(modes, channel)[frames], object_id)
         mixed = self.settings.mixed_precision and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if mixed else contextlib.nullcontext():
             image = self.models[channel](obj.expand(channel_modes.shape[0], *obj.shape), channel_modes)
@@ -439,9 +472,15 @@ class _Problem:
 
 
 def _refine(problem, modes):
-    """Joint optimisation of band-limited objects and mode maps over the whole padded field."""
+    """
+    Solve for the band-limited objects over their padded fields, and the mode maps where refined.
+
+    With the wavefronts fixed each object is its own quadratic problem, solved by conjugate
+    gradients on its own channels, so that it is restored as it would be alone. Otherwise objects,
+    mode maps and diversity offsets are optimised jointly.
+    """
     settings = problem.settings
-    crop = (slice(None), *problem.field)
+    crops = [(slice(None), *problem.field(problem.object_of(c))) for c in range(len(problem.frames))]
     objects, priors = {}, {}
     for object_id in problem.objects:
         estimate, precondition, priors[object_id] = wiener_start(problem, modes, object_id, settings.object_prior)
@@ -450,50 +489,66 @@ def _refine(problem, modes):
     fit_offsets = settings.fit_diversity and problem.n_refinable > 0
     free_offsets = modes.new_zeros(problem.n_refinable, 3, requires_grad=fit_offsets)
     variance = torch.tensor(kl_variance(problem.n_modes), device=problem.device, dtype=problem.dtype)
-    n_data = sum(f.numel() for f in problem.frames)
-    n_pixels = math.prod(problem.padded_shape)
     batches = problem.batches()
+    history = []  # loss after every iteration, appended by the minimisers
+    model_frames = [None] * len(problem.frames)  # of the last evaluation, per channel
+    unknowns = [o.variable for o in objects.values()]
+    unknowns += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
 
-    last_frames = []  # model frames of the last evaluation, per channel
-
-    def closure():
-        for parameter in parameters:
+    def closure(object_ids):
+        """Evaluate the loss of some objects' channels and its gradient."""
+        for parameter in unknowns:
             parameter.grad = None
+        channels = [c for c in range(len(problem.frames)) if problem.object_of(c) in object_ids]
+        n_data = sum(problem.frames[c].numel() for c in channels)
         total = 0  # summed on the device: one host synchronisation per evaluation, not per batch
-        predictions = [[] for _ in problem.frames]
+        predictions = {c: [] for c in channels}
         for frames in batches:
-            estimate = {k: o() for k, o in objects.items()}
+            estimate = {k: objects[k]() for k in object_ids}
             if fit_offsets:
                 problem.offsets = problem.diversity_offsets(free_offsets)
             loss = 0
-            for c, data in enumerate(problem.frames):
-                prediction = problem.predict(estimate, free_modes, c, frames)[crop]
+            for c in channels:
+                prediction = problem.predict(estimate, free_modes, c, frames)[crops[c]]
                 predictions[c].append(prediction.detach())
-                residual = prediction - data[frames]
+                residual = prediction - problem.frames[c][frames]
                 weight = problem.burst.channels[c].weight / problem.noise[c][frames, None, None]
                 if problem.weights[c] is not None:
                     weight = weight * problem.weights[c][frames]
                 loss = loss + (weight * residual.square()).sum() / n_data
             if frames == batches[0]:
                 loss = loss + _smoothness(free_modes, variance, settings.smoothness)
-                loss = loss + sum(prior_penalty(estimate[k], priors[k]) for k in estimate) / (n_data * n_pixels)
+                loss = loss + sum(prior_penalty(o, priors[k]) / o.numel() for k, o in estimate.items()) / n_data
             loss.backward()
             total = total + loss.detach()
-        last_frames[:] = [torch.cat(p) for p in predictions]
+        for c, parts in predictions.items():
+            model_frames[c] = torch.cat(parts)
         return check_loss(float(total), len(history) + 1)  # before a line search steps into NaN
 
-    parameters = [o.variable for o in objects.values()]
-    parameters += ([free_modes] if settings.refine_wavefronts else []) + ([free_offsets] if fit_offsets else [])
-    history = []  # loss after every iteration, appended by the minimiser
+    def solve_alone(object_id):
+        """Conjugate gradients on one object's channels; its model frames come carried along the steps."""
+        channels = problem.channels_of(object_id)
+        converged, carried = _conjugate_gradients(
+            lambda: closure((object_id,)),
+            [objects[object_id].variable],
+            settings,
+            history,
+            lambda: [model_frames[c] for c in channels],
+        )
+        for c, frames in zip(channels, carried, strict=True):
+            model_frames[c] = frames
+        return converged
+
     quadratic = not (settings.refine_wavefronts or fit_offsets)  # in the objects, the only unknowns
-    if quadratic:  # the model frames come carried along the steps
-        converged, model_frames = _conjugate_gradients(closure, parameters, settings, history, lambda: last_frames)
+    if quadratic:
+        converged = [solve_alone(object_id) for object_id in objects]
+        converged = all(converged)
     else:
-        converged, model_frames = _minimise(closure, parameters, settings, history), None
+        converged = _minimise(lambda: closure(tuple(objects)), unknowns, settings, history)
     problem.offsets = problem.offsets.detach()
     with torch.no_grad():
         restored = {k: o() for k, o in objects.items()}
-    if model_frames is None:
+    if not quadratic:
         model_frames = problem.model_frames(restored, free_modes.detach())
     return restored, free_modes.detach(), history, converged, model_frames
 
