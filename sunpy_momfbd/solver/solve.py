@@ -73,7 +73,7 @@ class Solution:
         Per object, the width of the field's border where the restoration is less reliable: near
         the edge the object is constrained by data on one side only. It is half the seeing-limited
         PSF width, ½ (D/r0) λ/D with the median fitted D/r0, at least one pixel and at most the
-        padding. `Solution.mask` turns it into a boolean mask.
+        object's own padding. `Solution.mask` turns it into a boolean mask.
     diversity_offsets : `numpy.ndarray`
         Fitted corrections to each channel's diversity (radians at its wavelength), shape
         (n_channels, n_modes); zero unless ``fit_diversity``.
@@ -428,7 +428,7 @@ class _Problem:
         )
 
     def border(self, object_id, d_over_r0):
-        """Half the seeing-limited PSF width in pixels, within [1, padding] (see `Solution.borders`)."""
+        """Half the seeing-limited PSF width in pixels, within [1, its padding] (see `Solution.borders`)."""
         seeing = float(torch.nan_to_num(d_over_r0.median(), nan=1.0).clamp(min=1.0))
         sampling = max(self.setups[c].sampling for c in self.channels_of(object_id))
         return int(min(max(math.ceil(0.5 * seeing * sampling), 1), max(self.paddings[object_id], 1)))
