@@ -53,7 +53,8 @@ class Solution:
     model_frames : list of `numpy.ndarray`
         The forward model of every channel's frames, shape (n_frames, H, W) each.
     loss_history : list of float
-        Loss after every refinement iteration.
+        Loss after every refinement iteration; with the wavefronts fixed, each object's solve in
+        turn, its loss normalised by its own channels' data.
     d_over_r0 : `numpy.ndarray`
         Per-frame seeing estimate from the fitted mode variances (modes 3+, field average).
     timing : dict
