@@ -368,6 +368,7 @@ class _Problem:
         return tuple(slice(padding, padding + n) for n in self.shape)
 
     def object_of(self, channel):
+        """Name of the object a channel sees."""
         return self.burst.channels[channel].object_id
 
     def cutoff(self, object_id):
@@ -542,7 +543,7 @@ def _refine(problem, modes):
 
     quadratic = not (settings.refine_wavefronts or fit_offsets)  # in the objects, the only unknowns
     if quadratic:
-        converged = [solve_alone(object_id) for object_id in objects]
+        converged = [solve_alone(object_id) for object_id in objects]  # every object, converged or not
         converged = all(converged)
     else:
         converged = _minimise(lambda: closure(tuple(objects)), unknowns, settings, history)
