@@ -9,6 +9,10 @@ sampling) by the solver before its first iteration.
 
 from dataclasses import fields
 
+import numpy as np
+
+import astropy.units as u
+
 from sunpy_momfbd.solver.settings import SolverSettings, check_n_modes
 
 __all__ = ["FORWARD_CHOICES", "check_options"]
@@ -17,15 +21,18 @@ __all__ = ["FORWARD_CHOICES", "check_options"]
 FORWARD_CHOICES = ("auto", "emulator", "physical")
 
 
-def check_options(*, forward="auto", n_modes=44, mode_grid=None, n_iterations=None, device="auto", **solver_options):
+def check_options(
+    *, forward="auto", n_modes=44, mode_grid=None, n_iterations=None, device="auto", r0=None, **solver_options
+):
     """
     Check the options of `~sunpy_momfbd.deconvolve` that do not depend on the data.
 
     Parameters
     ----------
-    forward, n_modes, mode_grid, n_iterations, device
+    forward, n_modes, mode_grid, n_iterations, device, r0
         As for `~sunpy_momfbd.deconvolve` (None for ``mode_grid`` and ``n_iterations``: the
-        solver's default).
+        solver's default). ``r0`` is checked here; it becomes ``d_over_r0`` once the optics are
+        known, so it is not among the returned options.
     **solver_options
         Fields of `~sunpy_momfbd.solver.SolverSettings` (``progress`` among them).
 
@@ -56,6 +63,7 @@ def check_options(*, forward="auto", n_modes=44, mode_grid=None, n_iterations=No
         msg = f"unknown solver option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
         raise TypeError(msg)
     _check_forward(forward)
+    _check_r0(r0, solver_options.get("d_over_r0"))
     check_n_modes(n_modes)
     options = dict(solver_options, device=device)
     if mode_grid is not None:
@@ -64,6 +72,20 @@ def check_options(*, forward="auto", n_modes=44, mode_grid=None, n_iterations=No
         options["n_iterations"] = n_iterations
     SolverSettings(**options)
     return options
+
+
+def _check_r0(r0, d_over_r0):
+    if r0 is None:
+        return
+    value = getattr(r0, "value", None)
+    if not (
+        isinstance(r0, u.Quantity) and r0.unit.physical_type == "length" and np.isscalar(value) and 0 < value < np.inf
+    ):
+        msg = f"r0 must be a positive length (the Fried parameter at 500 nm, e.g. 10 * u.cm), got {r0!r}"
+        raise ValueError(msg)
+    if d_over_r0 is not None:
+        msg = "give the seeing once: r0 or d_over_r0, not both"
+        raise ValueError(msg)
 
 
 def _check_forward(forward):
