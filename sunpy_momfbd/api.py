@@ -7,7 +7,6 @@ from sunpy import log
 from sunpy_momfbd import solver
 from sunpy_momfbd.forward.select import choose_forward
 from sunpy_momfbd.io import prepare_burst, solution_to_ndcube, to_map
-from sunpy_momfbd.optics import seeing_ratio
 from sunpy_momfbd.options import FORWARD_CHOICES, check_options
 
 __all__ = ["FORWARD_CHOICES", "OUTPUT_CHOICES", "deconvolve"]
@@ -36,7 +35,6 @@ def deconvolve(
     drop_bad_frames=False,
     select=None,
     align=False,
-    r0=None,
     **solver_options,
 ):
     """
@@ -110,12 +108,6 @@ def deconvolve(
         Co-align the frames on frame 0 of the first channel before the solve (True means
         "subpixel"; `~sunpy_momfbd.preprocess.align_frames`); False by default. Selection runs
         first. Both are recorded in ``meta["momfbd"]["preprocess"]``.
-    r0 : `~astropy.units.Quantity`, optional
-        The Fried parameter at 500 nm during the burst, as seeing monitors and AO systems report
-        it (e.g. ``10 * u.cm``). It sets ``d_over_r0`` at the first channel's wavelength
-        (`~sunpy_momfbd.optics.seeing_ratio`), recorded with the settings; the telescope's
-        diameter and the wavelength must then be known (from the headers, ``telescope`` and
-        ``wavelength``). Give ``r0`` or ``d_over_r0``, not both.
     **solver_options
         Further `~sunpy_momfbd.solver.SolverSettings` fields (``d_over_r0``, ``patch_size``,
         ``init_iterations``, ``object_prior``, ``frame_batch``, ``dtype``, ``seed`` …).
@@ -180,7 +172,6 @@ def deconvolve(
         n_iterations=n_iterations,
         device=device,
         progress=progress,
-        r0=r0,
         **solver_options,
     )
     if output not in OUTPUT_CHOICES:
@@ -200,8 +191,6 @@ def deconvolve(
         select=select,
         align=align,
     )
-    if r0 is not None:
-        options["d_over_r0"] = _seeing(r0, prepared.channels[0])
     setups = [c.setup for c in prepared.burst.channels]
     choice = choose_forward(forward, setups, solver.resolve_device(device))
     log.debug(f"sunpy-momfbd: {prepared.burst.n_frames} frames, forward model {choice.name} ({choice.reason})")
@@ -210,17 +199,6 @@ def deconvolve(
     choice.check_seeing(setups, solution.d_over_r0)
     result = solution_to_ndcube(solution, prepared, forward_info=choice.provenance)
     return to_map(result) if output == "map" else result
-
-
-def _seeing(r0, channel):
-    """D/r0 at a channel's wavelength from the Fried parameter at 500 nm."""
-    if channel.telescope is None or channel.wavelength is None:
-        msg = (
-            f"r0 needs the telescope's diameter and the wavelength of channel {channel.name!r}, which its "
-            "optics do not give; pass telescope= and wavelength=, or d_over_r0 instead of r0"
-        )
-        raise ValueError(msg)
-    return seeing_ratio(channel.telescope.diameter, r0, channel.wavelength)
 
 
 def _log_solution(solution):

@@ -9,10 +9,6 @@ sampling) by the solver before its first iteration.
 
 from dataclasses import fields
 
-import numpy as np
-
-import astropy.units as u
-
 from sunpy_momfbd.solver.settings import SolverSettings, check_n_modes
 
 __all__ = ["FORWARD_CHOICES", "check_options"]
@@ -21,18 +17,15 @@ __all__ = ["FORWARD_CHOICES", "check_options"]
 FORWARD_CHOICES = ("auto", "emulator", "physical")
 
 
-def check_options(
-    *, forward="auto", n_modes=44, mode_grid=None, n_iterations=None, device="auto", r0=None, **solver_options
-):
+def check_options(*, forward="auto", n_modes=44, mode_grid=None, n_iterations=None, device="auto", **solver_options):
     """
     Check the options of `~sunpy_momfbd.deconvolve` that do not depend on the data.
 
     Parameters
     ----------
-    forward, n_modes, mode_grid, n_iterations, device, r0
+    forward, n_modes, mode_grid, n_iterations, device
         As for `~sunpy_momfbd.deconvolve` (None for ``mode_grid`` and ``n_iterations``: the
-        solver's default). ``r0`` is checked here; it becomes ``d_over_r0`` once the optics are
-        known, so it is not among the returned options.
+        solver's default).
     **solver_options
         Fields of `~sunpy_momfbd.solver.SolverSettings` (``progress`` among them).
 
@@ -63,7 +56,6 @@ def check_options(
         msg = f"unknown solver option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
         raise TypeError(msg)
     _check_forward(forward)
-    _check_r0(r0, solver_options.get("d_over_r0"))
     check_n_modes(n_modes)
     options = dict(solver_options, device=device)
     if mode_grid is not None:
@@ -72,20 +64,6 @@ def check_options(
         options["n_iterations"] = n_iterations
     SolverSettings(**options)
     return options
-
-
-def _check_r0(r0, d_over_r0):
-    if r0 is None:
-        return
-    value = getattr(r0, "value", None)
-    if not (
-        isinstance(r0, u.Quantity) and r0.unit.physical_type == "length" and np.isscalar(value) and 0 < value < np.inf
-    ):
-        msg = f"r0 must be a positive length (the Fried parameter at 500 nm, e.g. 10 * u.cm), got {r0!r}"
-        raise ValueError(msg)
-    if d_over_r0 is not None:
-        msg = "give the seeing once: r0 or d_over_r0, not both"
-        raise ValueError(msg)
 
 
 def _check_forward(forward):

@@ -11,7 +11,7 @@ from sunpy_momfbd import __version__, deconvolve
 from sunpy_momfbd.data import sample_burst, sample_scene
 from sunpy_momfbd.forward import PhysicalForward, select
 from sunpy_momfbd.io import PhaseDiversity, waves
-from sunpy_momfbd.optics import OpticalSetup, seeing_ratio
+from sunpy_momfbd.optics import OpticalSetup
 from sunpy_momfbd.solver import resolve_device
 from sunpy_momfbd.visualization import azimuthal_power_spectrum
 
@@ -115,19 +115,6 @@ def test_ndcube_sequence_and_arrays_end_to_end(rng):
     assert result.unit == u.ct
     assert result.data.shape == (32, 32)
     assert [float(v) for v in result.wcs.pixel_to_world_values(3, 4)] == [3, 4]
-
-
-def test_the_fried_parameter_sets_the_seeing_at_the_channels_wavelength(rng):
-    maps = make_maps()
-    expected = seeing_ratio(0.97 * u.m, 12 * u.cm, maps[0].wavelength)  # SST/CRISP frames; r0 at 500 nm
-    given_r0 = deconvolve(maps, r0=12 * u.cm, **FAST)
-    given_ratio = deconvolve(maps, d_over_r0=expected, **FAST)
-    assert given_r0.meta["momfbd"]["settings"]["d_over_r0"] == pytest.approx(expected)
-    np.testing.assert_array_equal(given_r0.data, given_ratio.data)
-    # Arrays with bare optics carry no telescope: r0 cannot be converted, and says so before the solve.
-    frames = 1000 + rng.random((3, 32, 32))
-    with pytest.raises(ValueError, match="r0 needs the telescope's diameter and the wavelength of channel 'object'"):
-        deconvolve(frames * u.ct, optics=OpticalSetup(sampling=2.5), r0=12 * u.cm, **FAST)
 
 
 def test_several_objects_give_a_collection():

@@ -7,7 +7,6 @@ from astropy.io import fits
 
 from sunpy_momfbd import cli, load
 from sunpy_momfbd.data import sample_burst
-from sunpy_momfbd.optics import seeing_ratio
 
 FAST = ["--iterations", "1", "--option", "init_iterations=0", "--quiet"]
 
@@ -89,8 +88,6 @@ def test_deconvolve_two_objects(frames, tmp_path):
         (["--option", "n_iteration=3"], "unknown solver option(s) n_iteration"),
         (["--diversity", "pd=wb:1.0"], "--diversity needs the channels named with --object"),
         (["--obscuration", "0.4m"], "--obscuration needs --diameter"),
-        (["--r0", "12"], "--r0: '12' is not a length"),
-        (["--r0", "12cm", "--option", "d_over_r0=8"], "give the seeing once: r0 or d_over_r0, not both"),
     ],
 )
 def test_user_errors_are_one_line_and_write_nothing(frames, tmp_path, capsys, extra, message):
@@ -122,13 +119,6 @@ def test_custom_telescope(frames, tmp_path):
     assert cli.main(args) == 0
     telescope = load(output).meta["momfbd"]["channels"]["object"]["telescope"]
     assert telescope["obscuration"] == 0.5 * u.m
-
-
-def test_fried_parameter(frames, tmp_path):
-    output = tmp_path / "seeing.asdf"
-    assert cli.main(["deconvolve", *frames, "-o", str(output), "--r0", "12cm", *FAST]) == 0
-    settings = load(output).meta["momfbd"]["settings"]
-    assert settings["d_over_r0"] == pytest.approx(seeing_ratio(4 * u.m, 12 * u.cm, 450.4 * u.nm))  # DKIST/VBI
 
 
 def test_demo(tmp_path, capsys):

@@ -3,8 +3,6 @@
 import numpy as np
 import pytest
 
-import astropy.units as u
-
 from sunpy_momfbd.optics import (
     aperture,
     kl_covariance,
@@ -14,7 +12,6 @@ from sunpy_momfbd.optics import (
     noll_to_nm,
     pupil_coordinates,
     random_coefficients,
-    seeing_ratio,
     unresolved_transfer,
     zernike,
 )
@@ -154,20 +151,6 @@ def test_unresolved_transfer_is_the_halo_of_nolls_residual():
     assert np.all(unresolved_transfer(frequency, 44, 5.0) >= transfer)
     # With only tip-tilt fitted, the halo is most of the seeing's long-exposure blur.
     assert unresolved_transfer(0.5, 2, 10.0) < 1e-3
-
-
-def test_seeing_ratio_scales_the_fried_parameter_as_the_six_fifths_power_of_wavelength():
-    # At its own wavelength D/r0 is the plain ratio, whatever the units.
-    assert seeing_ratio(4 * u.m, 10 * u.cm, 500 * u.nm) == pytest.approx(40)
-    assert seeing_ratio(97 * u.cm, 0.1 * u.m, 0.5 * u.um) == pytest.approx(9.7)
-    # r0 ∝ λ^(6/5): twice the wavelength, 2^(6/5) times the Fried parameter.
-    assert seeing_ratio(4 * u.m, 10 * u.cm, 1000 * u.nm) == pytest.approx(40 / 2**1.2)
-    assert seeing_ratio(4 * u.m, 10 * u.cm, 500 * u.nm, r0_wavelength=1 * u.um) == pytest.approx(40 * 2**1.2)
-    # The phase variance (D/r0)^(5/3) then goes as λ^-2: the optical path difference is achromatic.
-    blue, red = (seeing_ratio(4 * u.m, 10 * u.cm, w * u.nm) ** (5 / 3) for w in (450, 900))
-    assert blue / red == pytest.approx(4)
-    with pytest.raises(ValueError, match="r0 must be a finite positive length"):
-        seeing_ratio(4 * u.m, 0 * u.cm, 500 * u.nm)
 
 
 def test_kl_projection_fits_a_larger_set_better_than_truncation():

@@ -38,12 +38,6 @@ def _configure_deconvolve(parser):
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, .asdf (lossless) or .fits")
     arguments.add_optics_arguments(parser)
-    parser.add_argument(
-        "--r0",
-        metavar="QTY",
-        help="Fried parameter at 500 nm during the burst, e.g. 10cm (from the AO system): the restoration "
-        "then also removes the halo of the wavefront beyond the fitted modes",
-    )
     arguments.add_input_arguments(parser)
     parser.add_argument("--quicklook", metavar="PNG", help="also write a quicklook plot")
     arguments.add_solver_arguments(parser)
@@ -101,7 +95,6 @@ def _run_deconvolve(args):
     if diversity and not isinstance(data, dict):
         raise CLIError("--diversity needs the channels named with --object NAME=GLOB (including the diversity channel)")
     wavelength = arguments.quantity(args.wavelength, "--wavelength", "length") if args.wavelength else None
-    r0 = arguments.quantity(args.r0, "--r0", "length") if args.r0 else None
     start = time.perf_counter()
     result = deconvolve(
         data,
@@ -114,7 +107,6 @@ def _run_deconvolve(args):
         n_iterations=args.iterations,
         device=args.device,
         progress=not args.quiet,
-        r0=r0,
         **arguments.input_options(args),
         **arguments.solver_options(args.option),
     )

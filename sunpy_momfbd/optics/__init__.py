@@ -14,7 +14,6 @@ from sunpy_momfbd.optics.kolmogorov import (
     kl_projection,
     kl_variance,
     random_coefficients,
-    seeing_ratio,
     unresolved_transfer,
 )
 from sunpy_momfbd.optics.optical_setup import OpticalSetup
@@ -39,7 +38,6 @@ __all__ = [
     "psf",
     "pupil_coordinates",
     "random_coefficients",
-    "seeing_ratio",
     "unresolved_transfer",
     "zernike",
 ]

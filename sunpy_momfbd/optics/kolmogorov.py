@@ -18,8 +18,6 @@ from math import gamma
 
 import numpy as np
 
-import astropy.units as u
-
 from sunpy_momfbd.optics.pupil import aperture, pupil_coordinates
 from sunpy_momfbd.optics.zernike import noll_to_nm, zernike
 from sunpy_momfbd.utils.checks import positive_int
@@ -31,7 +29,6 @@ __all__ = [
     "kl_projection",
     "kl_variance",
     "random_coefficients",
-    "seeing_ratio",
     "unresolved_transfer",
 ]
 
@@ -238,50 +235,6 @@ def random_coefficients(n, d_over_r0, n_modes=44, rng=None, obscuration=0.0):
     chol = _kl_basis(positive_int("n_modes", n_modes), float(obscuration))[2]
     unit = rng.standard_normal((n, chol.shape[0])) @ chol.T
     return unit * d_over_r0[:, None] ** (5 / 6)
-
-
-@u.quantity_input(diameter=u.m, r0=u.m, wavelength=u.m, r0_wavelength=u.m)
-def seeing_ratio(diameter, r0, wavelength, r0_wavelength=500 * u.nm):
-    r"""
-    D/r0 at a wavelength, from a Fried parameter given at another (500 nm by default).
-
-    The Fried parameter grows as :math:`\lambda^{6/5}` (Kolmogorov turbulence), so
-    :math:`D/r_0(\lambda) = D / (r_0 (\lambda / \lambda_0)^{6/5})`.
-
-    Parameters
-    ----------
-    diameter : `~astropy.units.Quantity`
-        Pupil diameter.
-    r0 : `~astropy.units.Quantity`
-        Fried parameter at ``r0_wavelength``, as seeing monitors and AO systems report it.
-    wavelength : `~astropy.units.Quantity`
-        Wavelength at which D/r0 is wanted.
-    r0_wavelength : `~astropy.units.Quantity`, optional
-        Wavelength at which ``r0`` is given, 500 nm by default.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        If a length or wavelength is not a finite positive number.
-
-    Examples
-    --------
-    >>> import astropy.units as u
-    >>> from sunpy_momfbd.optics import seeing_ratio
-    >>> round(seeing_ratio(4 * u.m, 10 * u.cm, 450.4 * u.nm), 1)  # DKIST, r0 = 10 cm at 500 nm
-    45.3
-    """
-    values = {"diameter": diameter, "r0": r0, "wavelength": wavelength, "r0_wavelength": r0_wavelength}
-    for name, value in values.items():
-        if not (np.isscalar(value.value) and np.isfinite(value.value) and value.value > 0):
-            msg = f"{name} must be a finite positive length, got {value!r}"
-            raise ValueError(msg)
-    r0_here = r0 * (wavelength / r0_wavelength).to_value(u.one) ** (6 / 5)
-    return float((diameter / r0_here).to_value(u.one))
 
 
 def unresolved_transfer(frequency, n_modes, d_over_r0, obscuration=0.0):
